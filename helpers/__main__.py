@@ -1,0 +1,7 @@
+"""Entry point of `python -m helpers`."""
+
+import sys
+
+from helpers.cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""Where the course finds its shipped data and where it writes its work."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir() -> Path:
+    """The repository's `data/` folder (set COURSE_DATA_DIR to override)."""
+    if os.environ.get("COURSE_DATA_DIR"):
+        return Path(os.environ["COURSE_DATA_DIR"])
+    for base in (PACKAGE_DIR.parent, *Path.cwd().resolve().parents, Path.cwd().resolve()):
+        if (base / "data" / "fixture").is_dir():
+            return base / "data"
+    raise FileNotFoundError(
+        "Cannot find the course's data/ folder (with data/fixture inside). Run from a clone of the "
+        "course repository, or set COURSE_DATA_DIR to its data/ folder."
+    )
+
+
+def fixture_dir() -> Path:
+    """The tiny dataset that ships with the course (Kaggle layout)."""
+    return data_dir() / "fixture"
+
+
+def official_splits_dir() -> Path:
+    """The official Flickr8k train/dev/test image lists."""
+    return data_dir() / "flickr8k_splits"
+
+
+def default_work_dir() -> Path:
+    """Where the command line writes its results unless told otherwise (ignored by git)."""
+    if os.environ.get("COURSE_WORK_DIR"):
+        return Path(os.environ["COURSE_WORK_DIR"])
+    return data_dir().parent / "work"

@@ -1,0 +1,44 @@
+import pytest
+
+from helpers.vocabulary import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, Vocabulary
+
+TRAIN = ["a dog runs", "a dog sits at the end", "the cat sleeps", "a start"]
+
+
+def test_reserved_tokens_come_first_and_real_words_keep_their_own_ids():
+    vocab = Vocabulary.build(TRAIN)
+    assert vocab.words[:4] == RESERVED and (PAD_ID, UNK_ID, START_ID, END_ID) == (0, 1, 2, 3)
+    assert vocab.id_of("end") not in (START_ID, END_ID) and vocab.id_of("start") >= 4
+
+
+def test_words_are_ordered_by_frequency_then_alphabet():
+    assert Vocabulary.build(TRAIN).words[4:8] == ("a", "dog", "the", "at")
+
+
+def test_min_count_drops_rare_words_and_they_become_unknown():
+    vocab = Vocabulary.build(TRAIN, min_count=2)
+    assert set(vocab.words[4:]) == {"a", "dog", "the"}
+    assert vocab.encode("a cat") == [START_ID, vocab.id_of("a"), UNK_ID, END_ID]
+    assert vocab.unknown_rate(["a cat sleeps", "the dog"]) == pytest.approx(2 / 5)
+
+
+def test_round_trip_and_max_length():
+    vocab = Vocabulary.build(TRAIN)
+    assert vocab.max_length == 6 and vocab.sequence_length == 7
+    for caption in TRAIN:
+        assert vocab.decode(vocab.encode(caption)) == caption
+    assert vocab.decode([START_ID, vocab.id_of("dog"), END_ID, vocab.id_of("cat")]) == "dog"
+
+
+def test_json_save_load(tmp_path):
+    vocab = Vocabulary.build(TRAIN)
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocabulary.load(tmp_path / "vocab.json") == vocab
+    assert (tmp_path / "vocab.json").read_text().startswith("{")
+
+
+def test_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="train split empty"):
+        Vocabulary.build([])
+    with pytest.raises(FileNotFoundError, match="helpers prepare"):
+        Vocabulary.load(tmp_path / "vocab.json")
