@@ -54,7 +54,8 @@ def cmd_features(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
     history = pipeline.train(work, args.weights, args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                             units=args.units, patience=args.patience, seed=args.seed, resume=args.resume)
+                             units=args.units, patience=args.patience, seed=args.seed, resume=args.resume,
+                             verbose="auto" if sys.stdout.isatty() else 2)  # one line an epoch in logs
     best = min(history["val_loss"])
     print(f"Trained {len(history['loss'])} epochs; best dev loss {best:.3f}; model saved to {work.path('model.keras')}")
     return {"epochs": len(history["loss"]), "best_val_loss": best}

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from helpers.dataset import SPLITS, load_dataset
+from helpers.evaluation import bleu_scores, human_bleu, repetition_stats
+from helpers.features import extract_features, feature_cache_name, load_features
 from helpers.paths import fixture_dir
 from helpers.vocabulary import Vocabulary
 from helpers.workspace import Workspace
@@ -56,16 +58,12 @@ def resolve_weights(work: Workspace, weights: str = "auto") -> str:
 
 def features_path(work: Workspace, weights: str, image_size: int) -> Path:
     """The feature cache of one encoder setting in this work folder."""
-    from helpers.features import feature_cache_name
-
     return work.path(feature_cache_name(weights, image_size))
 
 
 def extract(work: Workspace, weights: str = "auto", image_size: int = 299, batch_size: int = 32,
             progress: bool = True):
     """Xception features of every image in the splits, cached (and resumable) in the work folder."""
-    from helpers.features import extract_features
-
     weights = resolve_weights(work, weights)
     images_dir = Path(work.read_json("dataset.json")["images_dir"])
     names = sorted({n for split in work.read_json("captions.json").values() for n in split})
@@ -83,7 +81,6 @@ def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs:
           units: int = 256, dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0,
           resume: bool = False, verbose: int | str = "auto") -> dict[str, list[float]]:
     """Train the merge model with teacher forcing; keep the best checkpoint and the history in the work folder."""
-    from helpers.features import load_features
     from helpers.model import build_merge_model
     from helpers.training import make_dataset, set_seed, train_model
 
@@ -134,8 +131,6 @@ def generate(model, features: np.ndarray, vocab: Vocabulary, beam_width: int = 1
 
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1) -> dict:
     """BLEU-1..4 of generated captions on a split, beside the human baseline and repetition figures."""
-    from helpers.evaluation import bleu_scores, human_bleu, repetition_stats
-    from helpers.features import load_features
 
     model, vocab, config = load_trained(work)
     features = load_features(features_path(work, config["weights"], config["image_size"])).features
@@ -154,10 +149,8 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1) -> dict:
 
 def caption_files(work: Workspace, paths: Sequence[str | Path], beam_width: int = 1) -> tuple[dict[str, str], dict[str, str]]:
     """Caption any image files with the trained model: (file name -> caption, file name -> why it failed)."""
-    from helpers.features import extract_features
-
     model, vocab, config = load_trained(work)
-    with tempfile.TemporaryDirectory() as tmp:  # no cache: two photos may share a file name
+    with tempfile.TemporaryDirectory() as tmp:  # no cache: a later photo may reuse an earlier one's file name
         found = extract_features([Path(p) for p in paths], Path(tmp) / "features.npz", weights=config["weights"],
                                  image_size=config["image_size"], progress=False)
     names = [Path(p).name for p in paths if Path(p).name in found.features]
@@ -167,8 +160,6 @@ def caption_files(work: Workspace, paths: Sequence[str | Path], beam_width: int 
 
 def untrained_bleu(work: Workspace, split: str = "test", seed: int = 0) -> dict[str, float]:
     """BLEU of the same architecture before any training: the floor a trained model must clear."""
-    from helpers.evaluation import bleu_scores
-    from helpers.features import load_features
     from helpers.model import build_merge_model
     from helpers.training import set_seed
 

@@ -1,0 +1,181 @@
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+from helpers import notebook
+from helpers.dataset import DatasetError
+from helpers.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, repository, resolve_data, work_dir
+from helpers.paths import fixture_dir
+from helpers.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_FIXTURE = fixture_dir()
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home folder, kagglehub cache and course data/ folder (with the fixture) that hold no Flickr8k."""
+    home, data = tmp_path / "home", tmp_path / "course" / "data"
+    home.mkdir()
+    shutil.copytree(REAL_FIXTURE, data / "fixture")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(data))
+    monkeypatch.delenv("KAGGLEHUB_CACHE", raising=False)
+    monkeypatch.delenv("COURSE_DATA", raising=False)
+    return home
+
+
+def test_fixture_mode(isolated):
+    folder, is_fixture = resolve_data("fixture")
+    assert is_fixture and folder == fixture_dir() and (folder / "captions.txt").is_file()
+
+
+def test_mode_defaults_to_the_environment(isolated, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA", "fixture")
+    assert resolve_data() == (fixture_dir(), True)
+
+
+@pytest.mark.parametrize("layout", ["kaggle_dir", "original_dir"])
+def test_explicit_folder_in_either_layout(layout, request, isolated):
+    folder = request.getfixturevalue(layout)
+    assert resolve_data(str(folder)) == (folder, False)
+
+
+def test_relative_folder_is_also_looked_up_in_the_course_folder(isolated, kaggle_dir, tmp_path, monkeypatch):
+    shutil.copytree(kaggle_dir, fixture_dir().parent / "flickr8k")
+    monkeypatch.chdir(tmp_path)  # like a kernel started in notebooks/
+    assert resolve_data("data/flickr8k") == (fixture_dir().parent / "flickr8k", False)
+
+
+def test_explicit_folder_that_is_the_fixture_counts_as_fixture(isolated):
+    assert resolve_data(str(fixture_dir())) == (fixture_dir(), True)
+
+
+def test_missing_folder_says_how_to_get_flickr8k(isolated, tmp_path):
+    with pytest.raises(DatasetError, match="Dataset folder not found") as error:
+        resolve_data(str(tmp_path / "nowhere"))
+    assert "kaggle.com/datasets/adityajn105/flickr8k" in str(error.value)
+
+
+def test_folder_with_a_zip_says_unzip_it(isolated, tmp_path):
+    (tmp_path / "flickr").mkdir()
+    (tmp_path / "flickr" / "Flickr8k_Dataset.zip").write_bytes(b"PK")
+    with pytest.raises(DatasetError, match="unzip it"):
+        resolve_data(str(tmp_path / "flickr"))
+
+
+@pytest.mark.parametrize("mode", [None, "auto", "AUTO", ""])
+def test_auto_falls_back_to_the_fixture(isolated, mode):
+    assert resolve_data(mode) == (fixture_dir(), True)
+
+
+def test_auto_finds_flickr8k_in_the_home_folder(isolated, kaggle_dir):
+    shutil.copytree(kaggle_dir, isolated / "flickr8k")
+    assert resolve_data("auto") == (isolated / "flickr8k", False)
+
+
+def test_auto_prefers_the_course_data_folder(isolated, kaggle_dir, original_dir):
+    shutil.copytree(kaggle_dir, isolated / "flickr8k")
+    shutil.copytree(original_dir, fixture_dir().parent / "flickr8k")
+    assert resolve_data("auto") == (fixture_dir().parent / "flickr8k", False)
+
+
+def test_auto_finds_the_newest_kagglehub_download(isolated, kaggle_dir):
+    versions = isolated / ".cache" / "kagglehub" / "datasets" / "adityajn105" / "flickr8k" / "versions"
+    for version in ("1", "2", "10"):
+        shutil.copytree(kaggle_dir, versions / version)
+    assert resolve_data("auto") == (versions / "10", False)
+
+
+def test_auto_skips_an_unusable_folder_and_says_so(isolated, capsys):
+    (isolated / "flickr8k").mkdir()  # downloaded but not unzipped, say
+    assert resolve_data("auto") == (fixture_dir(), True)
+    assert f"Skipping {isolated / 'flickr8k'}" in capsys.readouterr().out
+
+
+def test_banner_names_the_fixture_and_how_to_switch(isolated, capsys):
+    banner(*resolve_data("fixture"))
+    out = capsys.readouterr().out.strip()
+    images = len(list((fixture_dir() / "Images").glob("*.jpg")))
+    assert "\n" not in out and "FIXTURE" in out and f"{images} tiny synthetic images" in out and "COURSE_DATA=" in out
+
+
+def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, capsys):
+    banner(kaggle_dir, False)
+    assert capsys.readouterr().out.startswith(f"Using Flickr8k from {kaggle_dir} (kaggle layout, 3 images)")
+
+
+def test_work_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+    work = work_dir()
+    assert isinstance(work, Workspace) and work.root == tmp_path / "work" and work.root.is_dir()
+
+
+def test_ensure_prepared_runs_prepare_once_per_dataset(isolated, kaggle_dir, tmp_path, capsys):
+    work = Workspace(tmp_path / "work")
+    with pytest.raises(FileNotFoundError, match="notebook 01"):
+        work.require("captions.json")
+    ensure_prepared(work, fixture_dir())
+    assert "Running notebook 01's prepare stage" in capsys.readouterr().out
+    assert work.path("captions.json").is_file()
+
+    ensure_prepared(work, fixture_dir())
+    assert "Found notebook 01's captions.json" in capsys.readouterr().out
+
+    summary = ensure_prepared(work, kaggle_dir)
+    assert "another dataset" in capsys.readouterr().out
+    assert summary["images"] == 3 and set(work.read_json("captions.json")["train"]) == {"1000_aaa.jpg", "2000_bbb.jpg"}
+
+
+def test_setup_seeds_and_prints_versions(capsys):
+    notebook.setup(3)
+    first = random.random()
+    notebook.setup(3)
+    assert random.random() == first
+    out = capsys.readouterr().out
+    assert "Python" in out and "NumPy" in out and "TensorFlow" in out and "seed 3" in out
+
+
+def test_importing_and_setup_do_not_import_tensorflow():
+    code = ("import sys, helpers.notebook as n; n.setup(0); n.banner(*n.resolve_data('fixture')); "
+            "print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip().endswith("False")
+
+
+def test_repository_is_the_pyproject_setting():
+    tomllib = pytest.importorskip("tomllib")
+    setting = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["course"]["repository"]
+    assert repository() == setting
+    assert FALLBACK_REPOSITORY == setting, "run tools/set_repository.py to bring helpers/notebook.py in line"
+
+
+def test_repository_falls_back_without_pyproject(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebook, "_course_pyprojects", lambda: [tmp_path / "pyproject.toml"])
+    assert repository() == FALLBACK_REPOSITORY
+
+
+def test_repository_is_read_without_tomllib(tmp_path, monkeypatch):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n\n[tool.course]\n# comment\nrepository = "me/course"\n\n[tool.other]\n'
+                         'repository = "not/this"\n', encoding="utf-8")
+    assert notebook.read_repository(pyproject) == "me/course"
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # as on Python 3.10
+    assert notebook.read_repository(pyproject) == "me/course"
+    pyproject.write_text('[tool.other]\nrepository = "not/this"\n', encoding="utf-8")
+    assert notebook.read_repository(pyproject) is None
+
+
+def test_show_captioned_draws_one_panel_per_image(kaggle_dir):
+    matplotlib.use("Agg")
+    images = sorted((kaggle_dir / "Images").glob("*.jpg"))
+    fig = notebook.show_captioned(images, ["one caption", ["two", "captions"], "a " * 40], ncols=2)
+    assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == [p.name for p in images]
+    with pytest.raises(ValueError, match="3 images but 2 captions"):
+        notebook.show_captioned(images, ["a", "b"])

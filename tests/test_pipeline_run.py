@@ -1,0 +1,67 @@
+"""The whole pipeline on the shipped fixture, through the real command line: it must learn."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.paths import fixture_dir
+
+
+def helpers_cli(*args: str) -> dict:
+    """Run `python -m helpers ... --json` and return its JSON."""
+    done = subprocess.run([sys.executable, "-m", "helpers", *args, "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict]:
+    work = tmp_path_factory.mktemp("run")
+    return work, helpers_cli("run", "--out", str(work))
+
+
+def test_run_writes_every_stage_output(run):
+    work, _ = run
+    for name in ("captions.json", "vocab.json", "dataset.json", "xception_none_299.npz", "model.keras",
+                 "model.json", "history.json", "evaluation_test.json"):
+        assert (work / name).is_file(), name
+
+
+def test_fixture_model_learns(run):
+    work, result = run
+    assert result["bleu1"] >= 0.6
+    assert result["bleu1"] > result["untrained"]["bleu1"] + 0.3
+    history = json.loads((work / "history.json").read_text())
+    assert min(history["val_loss"]) < history["val_loss"][0] and history["loss"][-1] < history["loss"][0]
+
+
+def test_evaluate_with_beam_search_and_reload(run):
+    work, result = run
+    greedy = helpers_cli("evaluate", "--out", str(work))
+    assert greedy["bleu1"] == result["bleu1"]  # a reloaded model gives the same captions
+    beam = helpers_cli("evaluate", "--out", str(work), "--beam", "3")
+    assert {f"bleu{n}" for n in range(1, 5)} <= beam.keys()
+    assert all(0 <= beam[f"bleu{n}"] <= 1 for n in range(1, 5))
+
+
+def test_caption_an_image_file(run, tmp_path):
+    work, _ = run
+    evaluation = json.loads((work / "evaluation_test.json").read_text())
+    name, expected = next(iter(evaluation["captions"].items()))
+    copy = tmp_path / name.upper()  # any file name, any case of extension
+    copy.write_bytes((fixture_dir() / "Images" / name).read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image")
+    captioned = helpers_cli("caption", str(copy), str(tmp_path / "notes.txt"), "--out", str(work))
+    assert captioned["captions"] == {copy.name: expected}
+    assert list(captioned["failed"]) == ["notes.txt"]
+
+
+def test_training_is_deterministic(run):
+    work, result = run
+    first = json.loads((work / "history.json").read_text())
+    helpers_cli("train", "--out", str(work))
+    assert json.loads((work / "history.json").read_text()) == first
+    assert helpers_cli("evaluate", "--out", str(work))["bleu1"] == result["bleu1"]

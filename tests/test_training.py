@@ -1,0 +1,167 @@
+"""Teacher-forcing data, the length-bucketed dataset, training with checkpoints, the progressive examples."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers.model import build_merge_model
+from helpers.training import (
+    count_progressive_examples,
+    make_dataset,
+    progressive_bytes,
+    progressive_examples,
+    set_seed,
+    teacher_forcing_arrays,
+    train_model,
+)
+from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+
+FEATURE_DIM = 8
+
+
+@pytest.fixture(scope="module")
+def captions() -> dict[str, list[str]]:
+    """30 images with 2 captions each, of 1 to 12 words from a 20-word vocabulary."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(20)]
+    return {f"img{i}.jpg": [" ".join(rng.choice(words, rng.integers(1, 13))) for _ in range(2)] for i in range(30)}
+
+
+@pytest.fixture(scope="module")
+def vocab(captions) -> Vocabulary:
+    return Vocabulary.build(c for caps in captions.values() for c in caps)
+
+
+@pytest.fixture(scope="module")
+def features(captions) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {name: rng.normal(size=FEATURE_DIM).astype("float32") for name in captions}
+
+
+def tiny_model(vocab, features, learning_rate=1e-3, seed=0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return build_merge_model(len(vocab), np.stack(list(features.values())), feature_dim=FEATURE_DIM, units=16,
+                             embedding_dim=16, learning_rate=learning_rate)
+
+
+def batches(dataset):
+    return [({k: v.numpy() for k, v in x.items()}, y.numpy()) for x, y in dataset]
+
+
+def test_teacher_forcing_targets_are_the_inputs_shifted_by_one(vocab):
+    images, inputs, targets = teacher_forcing_arrays({"a.jpg": ["w1 w2", "w3"], "b.jpg": ["w4 w5 w6"]}, vocab)
+    assert images == ["a.jpg", "a.jpg", "b.jpg"]
+    assert inputs.shape == targets.shape == (3, 4)  # longest caption (3 words) + 1
+    assert inputs[0].tolist() == [START_ID, vocab.id_of("w1"), vocab.id_of("w2"), PAD_ID]
+    assert targets[0].tolist() == [vocab.id_of("w1"), vocab.id_of("w2"), END_ID, PAD_ID]
+    np.testing.assert_array_equal(inputs[:, 1:][targets[:, :-1] != END_ID], targets[:, :-1][targets[:, :-1] != END_ID])
+
+
+def test_batches_are_trimmed_to_their_longest_caption(captions, vocab, features):
+    dataset = make_dataset(captions, features, vocab, batch_size=8, seed=0)
+    seen = batches(dataset)
+    assert len(seen) == len(dataset)  # the announced number of batches is the real one
+    for x, y in seen:
+        assert x["image"].shape == (len(y), FEATURE_DIM) and x["image"].dtype == np.float32
+        assert x["caption"].shape == y.shape and len(y) <= 8
+        lengths = (x["caption"] != PAD_ID).sum(axis=1)
+        assert y.shape[1] == lengths.max()  # longest caption in the batch + 1 (<start>)
+        assert (x["caption"][:, 0] == START_ID).all()
+        assert ((y == END_ID).sum(axis=1) == 1).all()
+        real = y != PAD_ID
+        np.testing.assert_array_equal(x["caption"] != PAD_ID, real)
+        np.testing.assert_array_equal(x["caption"][:, 1:][real[:, :-1] & real[:, 1:]], y[:, :-1][real[:, :-1] & real[:, 1:]])
+    # Bucketing: less padding than one random batch of the same captions would have.
+    padding = sum((x["caption"] == PAD_ID).sum() for x, _ in seen) / sum(y.size for _, y in seen)
+    assert padding < 0.3
+
+
+def test_every_caption_comes_once_per_epoch_with_its_own_image(captions, vocab, features):
+    dataset = make_dataset(captions, features, vocab, batch_size=8, seed=0)
+    expected = sorted((name, vocab.decode(vocab.encode(c)[1:])) for name, caps in captions.items() for c in caps)
+    by_feature = {features[name].tobytes(): name for name in captions}
+    for _ in range(2):
+        seen = sorted((by_feature[image.tobytes()], vocab.decode(target))
+                      for x, y in batches(dataset) for image, target in zip(x["image"], y))
+        assert seen == expected
+
+
+def test_order_is_fixed_by_the_seed_and_changes_each_epoch(captions, vocab, features):
+    def order(dataset):
+        return [y.tobytes() for _, y in batches(dataset)]
+
+    first, again = make_dataset(captions, features, vocab, seed=3), make_dataset(captions, features, vocab, seed=3)
+    assert order(first) == order(again)
+    assert order(first) != order(first)  # reshuffled every epoch...
+    assert order(make_dataset(captions, features, vocab, seed=4)) != order(again)  # ...differently for another seed
+    unshuffled = make_dataset(captions, features, vocab, shuffle=False)
+    assert order(unshuffled) == order(unshuffled)
+
+
+def test_missing_features_raise_a_key_error_naming_the_image(captions, vocab, features):
+    partial = {name: f for name, f in features.items() if name != "img7.jpg"}
+    with pytest.raises(KeyError, match="img7.jpg"):
+        make_dataset(captions, partial, vocab)
+
+
+def test_train_model_saves_the_best_model_and_reports_history(captions, vocab, features, tmp_path):
+    model = tiny_model(vocab, features, learning_rate=1e-2)
+    train = make_dataset(captions, features, vocab, batch_size=16)
+    dev = make_dataset(captions, features, vocab, batch_size=16, shuffle=False)
+    checkpoint = tmp_path / "models" / "best.keras"
+    history = train_model(model, train, dev, epochs=3, checkpoint_path=checkpoint, verbose=0)
+    assert {"loss", "val_loss"} <= set(history) and len(history["loss"]) == 3
+    assert all(np.isfinite(history["loss"])) and history["val_loss"][-1] < history["val_loss"][0]
+    assert checkpoint.is_file()
+    saved = keras.models.load_model(checkpoint, safe_mode=True)
+    assert saved.evaluate(dev, verbose=0) == pytest.approx(min(history["val_loss"]), rel=1e-4)
+
+
+def test_early_stopping_stops_when_the_dev_loss_stalls(captions, vocab, features, tmp_path):
+    model = tiny_model(vocab, features, learning_rate=0.0)  # nothing changes: no epoch beats the first
+    train = make_dataset(captions, features, vocab, batch_size=32)
+    dev = make_dataset(captions, features, vocab, batch_size=32, shuffle=False)
+    history = train_model(model, train, dev, epochs=10, checkpoint_path=tmp_path / "m.keras", patience=1, verbose=0)
+    assert len(history["loss"]) == 2
+
+
+def test_resume_starts_from_the_checkpoint(captions, vocab, features, tmp_path):
+    train = make_dataset(captions, features, vocab, batch_size=16)
+    dev = make_dataset(captions, features, vocab, batch_size=16, shuffle=False)
+    checkpoint = tmp_path / "m.keras"
+    with pytest.raises(FileNotFoundError, match="resume"):
+        train_model(tiny_model(vocab, features), train, dev, 1, checkpoint, resume=True, verbose=0)
+    trained = tiny_model(vocab, features, learning_rate=1e-2)
+    train_model(trained, train, dev, epochs=2, checkpoint_path=checkpoint, verbose=0)
+    fresh = tiny_model(vocab, features, learning_rate=0.0, seed=1)  # lr 0: its weights can only come from the file
+    assert not np.array_equal(fresh.get_layer("lstm").get_weights()[0], trained.get_layer("lstm").get_weights()[0])
+    train_model(fresh, train, dev, epochs=1, checkpoint_path=checkpoint, resume=True, verbose=0)
+    for mine, theirs in zip(fresh.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert float(fresh.optimizer.learning_rate) == 0.0  # the checkpoint's Adam state, but our learning rate
+
+
+def test_set_seed_makes_models_repeatable(vocab):
+    weights = []
+    for _ in range(2):
+        set_seed(7)
+        weights.append(build_merge_model(len(vocab), feature_dim=FEATURE_DIM, units=8, embedding_dim=8).get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_progressive_examples_one_per_word_plus_end(vocab):
+    captions = {"a.jpg": ["w1 w2", "w3"], "b.jpg": ["w4 w5 w6"]}
+    features = {"a.jpg": np.ones(FEATURE_DIM, "float32"), "b.jpg": np.zeros(FEATURE_DIM, "float32")}
+    examples = list(progressive_examples(captions, features, vocab))
+    assert len(examples) == count_progressive_examples(captions) == 3 + 2 + 4
+    width = vocab.sequence_length
+    (x0, y0), (x1, y1), (x2, y2) = examples[:3]  # "w1 w2": <start> -> w1, <start> w1 -> w2, <start> w1 w2 -> <end>
+    assert x0["prefix"].shape == (width,) and y0.shape == (len(vocab),)
+    assert x0["prefix"].tolist() == [PAD_ID] * (width - 1) + [START_ID]
+    assert x2["prefix"].tolist()[-3:] == [START_ID, vocab.id_of("w1"), vocab.id_of("w2")]
+    assert x2["prefix"][: width - 3].tolist() == [PAD_ID] * (width - 3)
+    assert [int(y.argmax()) for y in (y0, y1, y2)] == [vocab.id_of("w1"), vocab.id_of("w2"), END_ID]
+    assert all(y.sum() == 1.0 for _, y in examples)
+    np.testing.assert_array_equal(examples[-1][0]["image"], features["b.jpg"])
+    assert progressive_bytes(captions, vocab, FEATURE_DIM) == 9 * 4 * (FEATURE_DIM + width + len(vocab))
