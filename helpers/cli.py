@@ -12,9 +12,6 @@ from helpers import pipeline
 from helpers.paths import default_work_dir
 from helpers.workspace import Workspace
 
-EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
-
-
 def _print_prepare(summary: dict) -> None:
     """A readable account of what `prepare` loaded and dropped."""
     s = summary["splits"]
@@ -105,6 +102,19 @@ def cmd_fixture(args: argparse.Namespace) -> dict:
     return {"fixture": str(out)}
 
 
+def _what_was_saved(args: argparse.Namespace) -> str:
+    """After Ctrl-C: what the interrupted command kept on disk, and how to go on."""
+    work = Workspace(args.out)
+    if args.command in ("train", "run") and work.path("model.json").is_file() \
+            and work.read_json("model.json").get("interrupted"):
+        return (f"the best epoch so far is saved in {work.path('model.keras')}. Continue from it with "
+                f"`python -m helpers train --resume --out {args.out}` (or train(..., resume=True) in Python).")
+    if args.command in ("features", "run") and any(work.root.glob("xception_*.npz")):
+        return (f"the features computed so far are saved in {work.root}; run the same command again "
+                "to finish the others.")
+    return "nothing new was saved; run the command again."
+
+
 def _parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
@@ -114,14 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", type=Path, default=None, help="Flickr8k folder, either layout (default: the fixture)")
-    data.add_argument("--min-count", type=int, default=1, help="keep words seen at least this often in train")
+    data.add_argument("--min-count", type=int, default=pipeline.MIN_COUNT, help="keep words seen at least this often in train")
     enc = argparse.ArgumentParser(add_help=False)
     enc.add_argument("--weights", default="auto",
                      help="imagenet, none (untrained) or a local .h5 file (default: none on the fixture, else imagenet)")
     enc.add_argument("--image-size", type=int, default=299)
     enc.add_argument("--batch-size", type=int, default=32, help="images per encoder batch")
     fit = argparse.ArgumentParser(add_help=False)
-    fit.add_argument("--epochs", type=int, default=EPOCHS)
+    fit.add_argument("--epochs", type=int, default=pipeline.EPOCHS)
     fit.add_argument("--units", type=int, default=256)
     fit.add_argument("--patience", type=int, default=3)
     fit.add_argument("--seed", type=int, default=0)
@@ -156,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_what_was_saved(args)}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result, indent=1))
     return 0

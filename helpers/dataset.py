@@ -30,7 +30,9 @@ Get Flickr8k in one of two layouts (see README, "Get Flickr8k"):
             Images/ and captions.txt
   Original: Flickr8k_Dataset.zip and Flickr8k_text.zip -> unzip both into one folder so that it holds
             Flicker8k_Dataset/ and Flickr8k_text/Flickr8k.token.txt
-Or leave out --data to use the small fixture dataset that ships with the course."""
+Or use the small fixture dataset that ships with the course: leave out --data on the command line, or set
+COURSE_DATA=fixture (DATA = "fixture" in a notebook's parameters cell).
+See docs/troubleshooting.md for the messages the course prints and their fixes."""
 
 
 class DatasetError(FileNotFoundError):
@@ -154,6 +156,10 @@ def load_dataset(root: str | Path) -> CaptionDataset:
     layout, images_dir, captions_file = detect_layout(root)
     reader = read_kaggle_captions if layout == "kaggle" else read_token_captions
     rows, skipped = reader(captions_file)
+    if not rows:
+        raise DatasetError(f"{captions_file} holds no caption rows ({len(skipped)} rows without a caption): "
+                           f"expected one `image,caption` row per caption (40,455 in Flickr8k). Is the download "
+                           f"complete?\n{DOWNLOAD_HELP}")
     on_disk = {p.name for p in images_dir.iterdir() if p.is_file()}
     raw, cleaned = defaultdict(list), defaultdict(list)
     for name, caption, label in rows:

@@ -10,6 +10,7 @@ so an interrupted run picks up where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ FEATURE_DIM = 2048
 ENCODER = "xception"
 WEIGHTS_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/" + WEIGHTS_FILE
+WEIGHTS_MD5 = "b0042744bf5b25fce3cb969f33bebb97"  # the file_hash keras.applications.Xception checks its download against
 CHECKPOINT_SECONDS = 60.0
 
 
@@ -129,7 +131,22 @@ def build_encoder(weights: str | Path | None = "imagenet", image_size: int = IMA
     if not path.is_file():
         raise FileNotFoundError(f"Encoder weights file {path} does not exist. Download {WEIGHTS_URL} "
                                 "and pass its path, or use --weights imagenet or --weights none.")
+    verify_weights_file(path)
     return keras.applications.Xception(weights=str(path), **options)
+
+
+def verify_weights_file(path: Path) -> None:
+    """A file named like Keras' published Xception weights must have their MD5 (a partial download does not)."""
+    if path.name != WEIGHTS_FILE:
+        return  # weights of one's own (fine-tuned, converted): nothing published to compare with
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != WEIGHTS_MD5:
+        raise ValueError(f"{path} ({path.stat().st_size:,} bytes) is not the published {WEIGHTS_FILE}: its MD5 is "
+                         f"{digest.hexdigest()}, Keras expects {WEIGHTS_MD5}. The download was probably cut off: "
+                         f"delete it and download {WEIGHTS_URL} again.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +277,16 @@ def load_features(cache_path: Path) -> FeatureSet:
         raise FileNotFoundError(f"No feature cache at {cache_path}: run `python -m helpers features` "
                                 "or notebook 03 first (with the same encoder settings and work folder).")
     return _read_cache(cache_path)
+
+
+def cache_meta(cache_path: Path) -> dict:
+    """The encoder settings a cache was written with, without loading its features."""
+    try:
+        with np.load(cache_path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CorruptCacheError(Path(cache_path), f"{type(error).__name__}: {error}") from error
+    return meta
 
 
 def _open_cache(cache_path: Path, settings: dict) -> FeatureSet:

@@ -232,3 +232,41 @@ def show_captioned(images: Sequence[str | Path], captions: Sequence[str | Sequen
         ax.set_title(Path(image).name, fontsize=8, color="0.4")
         ax.text(0, -0.03, text, transform=ax.transAxes, va="top", ha="left", fontsize=8, family="monospace")
     return fig
+
+
+def draw_model(model, box_width: float = 2.6, box_height: float = 0.62) -> Figure:
+    """A Keras functional model as boxes (layer name, type, output shape) and arrows, without pydot or graphviz."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    names = [layer.name for layer in model.layers]
+    parents = {layer.name: list(dict.fromkeys(
+        t._keras_history.operation.name for node in layer._inbound_nodes for t in node.input_tensors
+        if t._keras_history.operation.name in names)) for layer in model.layers}
+    depth: dict[str, int] = {}
+    for name in names:  # model.layers is in topological order
+        depth[name] = 1 + max((depth[p] for p in parents[name]), default=-1)
+    rows = [[n for n in names if depth[n] == d] for d in range(max(depth.values()) + 1)]
+    width = max(len(row) for row in rows)
+    place = {n: ((i + 0.5) * width / len(row) * (box_width + 0.6), -d * (box_height + 0.45))
+             for d, row in enumerate(rows) for i, n in enumerate(row)}
+    fig, ax = plt.subplots(figsize=(width * (box_width + 0.6) * 0.95, len(rows) * (box_height + 0.45) * 0.95))
+    for layer in model.layers:
+        x, y = place[layer.name]
+        shape = tuple(layer.output.shape)
+        ax.add_patch(FancyBboxPatch((x - box_width / 2, y - box_height / 2), box_width, box_height,
+                                    boxstyle="round,pad=0.02", facecolor="#dbe9f6" if parents[layer.name] else "#fde2c8",
+                                    edgecolor="0.3"))
+        ax.text(x, y + 0.12, layer.name, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(x, y - 0.14, f"{type(layer).__name__}  {shape}", ha="center", va="center", fontsize=8)
+        for parent in parents[layer.name]:
+            px, py = place[parent]
+            ax.annotate("", xy=(x, y + box_height / 2), xytext=(px, py - box_height / 2),
+                        arrowprops=dict(arrowstyle="->", color="0.3"))
+    xs = [x for x, _ in place.values()]
+    ys = [y for _, y in place.values()]
+    ax.set_xlim(min(xs) - box_width / 2 - 0.1, max(xs) + box_width / 2 + 0.1)
+    ax.set_ylim(min(ys) - box_height / 2 - 0.1, max(ys) + box_height / 2 + 0.1)
+    ax.set_title(model.name, fontsize=10)
+    ax.axis("off")
+    return fig

@@ -6,6 +6,7 @@ TensorFlow is imported only inside the stages that need it, so `prepare` answers
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -13,13 +14,19 @@ import numpy as np
 
 from helpers.dataset import SPLITS, load_dataset
 from helpers.evaluation import bleu_scores, human_bleu, repetition_stats
-from helpers.features import extract_features, feature_cache_name, load_features
+from helpers.features import cache_meta, extract_features, feature_cache_name, load_features
 from helpers.paths import fixture_dir
 from helpers.vocabulary import Vocabulary
 from helpers.workspace import Workspace
 
 
-def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int = 1) -> dict:
+# Course defaults. min_count 5 is the usual Flickr8k threshold (Show and Tell): it shrinks the output softmax from
+# about 7,500 words to about 2,800, the biggest speed lever in training (bench/README.md).
+MIN_COUNT = 5
+EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
+
+
+def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int = MIN_COUNT) -> dict:
     """Load, clean and split the captions, build the vocabulary on train; write captions.json and vocab.json."""
     data = load_dataset(data_dir or fixture_dir())
     train = [c for caps in data.split_captions("train").values() for c in caps]
@@ -77,7 +84,7 @@ def _with_features(captions: dict[str, list[str]], available: dict) -> tuple[dic
     return kept, sorted(set(captions) - set(kept))
 
 
-def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs: int = 20, batch_size: int = 64,
+def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs: int = EPOCHS, batch_size: int = 64,
           units: int = 256, dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0,
           resume: bool = False, verbose: int | str = "auto") -> dict[str, list[float]]:
     """Train the merge model with teacher forcing; keep the best checkpoint and the history in the work folder."""
@@ -97,12 +104,18 @@ def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs:
                               embedding_dim=units, dropout=dropout, learning_rate=learning_rate)
     train_ds = make_dataset(train_caps, features, vocab, batch_size=batch_size, shuffle=True, seed=seed)
     dev_ds = make_dataset(dev_caps, features, vocab, batch_size=batch_size, shuffle=False, seed=seed)
-    history = train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=work.path("model.keras"),
-                          patience=patience, verbose=verbose, resume=resume)
+    settings = {"weights": weights, "image_size": image_size, "vocab_size": len(vocab),
+                "max_length": vocab.max_length, "units": units, "seed": seed}
+    checkpoint, started = work.path("model.keras"), time.time()
+    try:
+        history = train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint,
+                              patience=patience, verbose=verbose, resume=resume)
+    except KeyboardInterrupt:  # Ctrl-C / a stopped cell: describe the best epoch saved so far, if any
+        if checkpoint.is_file() and (resume or checkpoint.stat().st_mtime >= started):
+            work.write_json("model.json", {**settings, "epochs_run": None, "interrupted": True})
+        raise
     work.write_json("history.json", history)
-    work.write_json("model.json", {"weights": weights, "image_size": image_size, "vocab_size": len(vocab),
-                                   "max_length": vocab.max_length, "units": units, "seed": seed,
-                                   "epochs_run": len(history["loss"])})
+    work.write_json("model.json", {**settings, "epochs_run": len(history["loss"])})
     return history
 
 
@@ -117,7 +130,30 @@ def load_trained(work: Workspace):
             f"up to {config['max_length']} words, but {work.path('vocab.json')} has {len(vocab)} and "
             f"{vocab.max_length}: the vocabulary was rebuilt after training. Train again (`python -m helpers train`).")
     model = keras.models.load_model(work.require("model.keras"), safe_mode=True)
+    if model.output_shape[-1] != len(vocab):
+        raise ValueError(
+            f"{work.path('model.keras')} predicts one of {model.output_shape[-1]} words, but {work.path('vocab.json')} "
+            f"has {len(vocab)}: the model and the vocabulary come from different runs. Train again "
+            f"(`python -m helpers train` or notebook 05), or put back the vocab.json it was trained with.")
+    _check_feature_cache(work, config, model)
     return model, vocab, config
+
+
+def _check_feature_cache(work: Workspace, config: dict, model) -> None:
+    """The feature cache that model.json points to must come from the same encoder as the model's input."""
+    path = features_path(work, config["weights"], config["image_size"])
+    if not path.is_file():
+        return  # caption_files encodes its images itself; evaluate says which stage to run
+    meta = cache_meta(path)
+    expected = {"weights": config["weights"], "image_size": config["image_size"],
+                "feature_dim": model.input["image"].shape[-1]}
+    differences = [f"{key} {meta.get(key)!r} in the cache, {value!r} for the model"
+                   for key, value in expected.items() if meta.get(key) != value]
+    if differences:
+        raise ValueError(
+            f"{path} was not written by the encoder {work.path('model.keras')} was trained on "
+            f"({'; '.join(differences)}; see {work.path('model.json')}). Delete the cache and run "
+            f"`python -m helpers features` with the model's settings, or train again on these features.")
 
 
 def generate(model, features: np.ndarray, vocab: Vocabulary, beam_width: int = 1) -> list[str]:

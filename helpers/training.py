@@ -5,7 +5,7 @@ Also, for comparison only, the per-word "progressive" examples that many tutoria
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -117,12 +117,14 @@ def train_model(
     patience: int = 3,
     verbose: int | str = "auto",
     resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
     """Fit with early stopping on the dev loss, keeping the best model in `checkpoint_path` (a `.keras` file).
 
     On return the model holds the best weights seen. With `resume=True`, start from the checkpoint's
     weights and only overwrite it with a better dev loss; otherwise an existing checkpoint is replaced.
-    Returns the history: {"loss": [...], "val_loss": [...], ...}, one value per epoch.
+    Returns the history: {"loss": [...], "val_loss": [...], ...}, one value per epoch. `callbacks` are
+    added to Keras' own. If training is interrupted (Ctrl-C), the checkpoint holds the best epoch finished.
     """
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.suffix != ".keras":
@@ -141,6 +143,7 @@ def train_model(
         keras.callbacks.ModelCheckpoint(
             checkpoint_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_dev_loss
         ),
+        *callbacks,  # after the checkpoint: an epoch is saved before they see its end
     ]
     history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # the dataset shuffles itself

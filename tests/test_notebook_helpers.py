@@ -179,3 +179,17 @@ def test_show_captioned_draws_one_panel_per_image(kaggle_dir):
     assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == [p.name for p in images]
     with pytest.raises(ValueError, match="3 images but 2 captions"):
         notebook.show_captioned(images, ["a", "b"])
+
+
+def test_draw_model_draws_one_box_per_layer_and_one_arrow_per_connection():
+    matplotlib.use("Agg")
+    from helpers.model import build_merge_model
+
+    model = build_merge_model(12, feature_dim=8, units=4, embedding_dim=4)
+    fig = notebook.draw_model(model)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(model.layers)
+    texts = [t.get_text() for t in ax.texts]
+    assert all(layer.name in texts for layer in model.layers)
+    assert len([child for child in ax.get_children() if type(child).__name__ == "Annotation"]) == 10  # graph edges
+    assert any("(None, None, 12)" in t for t in texts)

@@ -1,0 +1,118 @@
+"""The benchmarks (bench/): synthetic data, the report, and each measurement in a tiny configuration.
+
+No timing assertions: the figures depend on the machine. Only that every function runs and returns
+positive numbers under the expected keys.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import fixture_run, report
+from bench.synthetic import caption_lengths, describe, flickr8k_like
+
+
+def test_synthetic_split_is_flickr8k_like():
+    captions, features = flickr8k_like(6000)
+    stats = describe(captions)
+    assert stats["images"] == 6000 and stats["captions"] == 30000
+    assert abs(stats["median_length"] - 11) <= 1
+    assert abs(stats["p95_length"] - 19) <= 1
+    assert stats["max_length"] == 38
+    assert 7000 <= stats["word_types"][1] <= 8000  # Flickr8k's train vocabulary after cleaning
+    assert stats["word_types"][5] < stats["word_types"][1] / 2  # a long tail, as in real captions
+    vector = next(iter(features.values()))
+    assert vector.shape == (2048,) and vector.dtype == np.float32
+
+
+def test_synthetic_data_is_deterministic():
+    assert flickr8k_like(20)[0] == flickr8k_like(20)[0]
+    assert caption_lengths(1000).min() >= 1
+
+
+FAKE = {
+    "features": {"course": {"images_per_s": 6.0, "gflops": 100.0, "share_of_peak": 0.4},
+                 "baseline": {"images_per_s": 3.0, "gflops": 50.0, "share_of_peak": 0.2},
+                 "matmul_peak": {"gflops": 250.0}, "speedup": 2.0, "flickr8k_minutes": 22.0},
+    "training": {"captions": 30000, "speedup": 10.0,
+                 "course": {"tokens_per_s": 4000.0, "epoch_s": 90.0, "epoch_measured": True, "vocab_size": 7500},
+                 "baseline": {"tokens_per_s": 400.0, "epoch_s": 900.0},
+                 "levers": {"min_count5": {"tokens_per_s": 6000.0, "epoch_s": 60.0, "vocab_size": 2700,
+                                           "batch_size": 64}}},
+    "decoding": {"steps": 39, "speedup_greedy": 300.0,
+                 "greedy": {"captions_per_s": 300.0}, "beam": {"captions_per_s": 80.0, "beam_width": 3},
+                 "predict_loop": {"captions_per_s": 1.0}, "predict_on_batch_loop": {"captions_per_s": 10.0}},
+    "memory": {"images": 6000, "course_peak_mb": 1000.0, "materialised_mb": 9000.0, "generator_peak_mb": 900.0,
+               "floor_peak_mb": 700.0},
+    "fixture": {"helpers_run": {"seconds": 40.0, "returncode": 0}, "nbval": {"skipped": "only 2 notebooks"}},
+}
+
+
+def test_report_rows_table_json_and_markdown(tmp_path):
+    rows = report.rows(FAKE)
+    assert {row["stage"] for row in rows} == {"features", "training", "decoding", "memory", "fixture"}
+    assert all(set(row) == set(report.COLUMNS) for row in rows)
+    greedy = next(row for row in rows if row["measure"].startswith("batched greedy ("))
+    assert greedy["ratio"] == pytest.approx(300.0) and greedy["met"] is True
+    paths = report.write(FAKE, tmp_path, {"cpu": "Test CPU", "cores": 2, "tensorflow": "2.x", "date": "today"})
+    saved = json.loads(paths["json"].read_text())
+    assert set(saved) == {"machine", "rows", "results"} and saved["machine"]["cpu"] == "Test CPU"
+    markdown = paths["markdown"].read_text()
+    assert "Test CPU, 2 cores" in markdown and "| stage | measure |" in markdown
+    assert "skipped" in report.text_table(rows)
+
+
+def test_report_leaves_out_missing_stages():
+    assert [row["stage"] for row in report.rows({"decoding": FAKE["decoding"]})] == ["decoding"] * 3
+
+
+def test_training_measurements_tiny():
+    from bench.training import baseline_speed, course_speed
+
+    captions, features = flickr8k_like(40)
+    course = course_speed(captions, features, steps=2, warmup_steps=1, batch_size=16)
+    baseline = baseline_speed(captions, features, images=2, warmup_images=1)
+    for result in (course, baseline):
+        assert result["tokens_per_s"] > 0 and result["epoch_s"] > 0 and result["timed_tokens"] > 0
+    assert course["epoch_tokens"] == baseline["epoch_tokens"]
+
+
+def test_feature_measurement_tiny():
+    from bench import features
+
+    result = features.measure(course_images=2, baseline_images=1, batch_size=2, peak_n=256)
+    assert result["course"]["images_per_s"] > 0 and result["baseline"]["images_per_s"] > 0
+    assert result["matmul_peak"]["gflops"] > 0 and 0 < result["course"]["share_of_peak"]
+
+
+def test_decoding_measurement_tiny():
+    from bench import decoding
+
+    result = decoding.measure(images=4, loop_images=1, batch_size=4, beam_width=2)
+    for name in ("greedy", "beam", "predict_loop", "predict_on_batch_loop"):
+        assert result[name]["captions_per_s"] > 0
+    assert result["greedy"]["mean_words"] == result["steps"]  # <end> ruled out: the worst case
+    assert result["speedup_greedy"] > 0
+
+
+def test_memory_worker_and_size_tiny():
+    from bench import memory
+
+    assert memory._worker("course", 20, 1)["peak_rss_mb"] > 0
+    from helpers.training import progressive_bytes
+    from helpers.vocabulary import Vocabulary
+
+    captions, _ = flickr8k_like(20)
+    vocab = Vocabulary.build(c for caps in captions.values() for c in caps)
+    assert progressive_bytes(captions, vocab) > 0
+
+
+def test_fixture_run_skips_nbval_with_few_notebooks(monkeypatch, tmp_path):
+    monkeypatch.setattr(fixture_run, "_timed", lambda command, env: {"seconds": 1.0, "returncode": 0, "tail": ""})
+    monkeypatch.setattr(fixture_run, "ROOT", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    assert "skipped" in fixture_run.measure(nbval=True)["nbval"]
+    assert fixture_run.measure(nbval=False)["helpers_run"]["seconds"] == 1.0
