@@ -20,6 +20,8 @@ def _print_prepare(summary: dict) -> None:
     print(f"Split: {s['train']} train / {s['dev']} dev / {s['test']} test, {summary['unsplit_images']} in no split")
     print(f"Vocabulary: {summary['vocab_size']} tokens (min_count {summary['min_count']}), longest train caption "
           f"{summary['max_length']} words, {summary['dev_unknown_rate']:.1%} of dev words unknown")
+    for note in summary["notes"]:
+        print(f"  note: {note}")
     for row in summary["skipped"][:10]:
         print(f"  skipped {row['file']} {row['item']}: {row['reason']}")
     if len(summary["skipped"]) > 10:
@@ -27,11 +29,14 @@ def _print_prepare(summary: dict) -> None:
 
 
 def _print_evaluation(result: dict) -> None:
-    """BLEU beside the human baseline."""
+    """BLEU beside the human baseline, and CIDEr-D / METEOR where they were computed."""
     print(f"BLEU on {result['images']} {result['split']} images (beam width {result['beam_width']}, "
           f"encoder weights: {result['weights']}):")
     for k in ("bleu1", "bleu2", "bleu3", "bleu4"):
         print(f"  {k.upper()}: model {result[k]:.3f}   one human vs the other four {result['human'][k]:.3f}")
+    for k, name in (("cider", "CIDEr-D"), ("meteor", "METEOR")):
+        if result.get(k) is not None:
+            print(f"  {name}: model {result[k]:.3f}")
     rep = result["repetition"]
     print(f"  {rep['repeated_word_share']:.0%} of captions repeat a word; {rep['distinct_words']} distinct words used")
 
@@ -52,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
     history = pipeline.train(work, args.weights, args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                              units=args.units, patience=args.patience, seed=args.seed, resume=args.resume,
+                             strategy=args.strategy,
                              verbose="auto" if sys.stdout.isatty() else 2)  # one line an epoch in logs
     best = min(history["val_loss"])
     print(f"Trained {len(history['loss'])} epochs; best dev loss {best:.3f}; model saved to {work.path('model.keras')}")
@@ -59,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
-    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam)
+    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor)
     _print_evaluation(result)
     return result
 
@@ -89,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> dict:
     references = work.read_json("captions.json")[args.split]
     for name, caption in shown.items():
         print(f"\n{name}\n  model: {caption}\n  human: {references[name][0]}")
-    return {"prepare": summary, **{k: result[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "human")},
+    return {"prepare": summary, **{k: result[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor", "human")},
             "untrained": untrained, "captions": shown}
 
 
@@ -136,10 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--patience", type=int, default=3)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--resume", action="store_true", help="start from the saved checkpoint")
+    fit.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored"),
+                     help="tf.distribute strategy: auto = mirrored on 2+ GPUs, else default (--batch-size is global)")
     beam = argparse.ArgumentParser(add_help=False)
     beam.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     split = argparse.ArgumentParser(add_help=False)
     split.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    split.add_argument("--meteor", action="store_true", help="also METEOR (needs the eval extra and Java; ~10 s)")
 
     sub.add_parser("prepare", parents=[common, data], help="load, clean, split, build the vocabulary").set_defaults(func=cmd_prepare)
     sub.add_parser("features", parents=[common, enc], help="extract Xception features (cached, resumable)").set_defaults(func=cmd_features)

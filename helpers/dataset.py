@@ -5,7 +5,8 @@ Original (Flickr8k_Dataset.zip +     Flicker8k_Dataset/*.jpg (sic) + Flickr8k_te
           Flickr8k_text.zip):        (`name.jpg#k<TAB>caption`) + Flickr8k_text/Flickr_8k.*Images.txt
 
 Both give the same `CaptionDataset`: cleaned captions per image, the official train/dev/test split,
-and a list of every row or image that was dropped, with its reason.
+and a list of every row or image that was dropped, with its reason. The bigger datasets (Flickr30k, MS-COCO,
+Karpathy's split files) are read by helpers/more_datasets.py into the same `CaptionDataset` (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ Get Flickr8k in one of two layouts (see README, "Get Flickr8k"):
             Flicker8k_Dataset/ and Flickr8k_text/Flickr8k.token.txt
 Or use the small fixture dataset that ships with the course: leave out --data on the command line, or set
 COURSE_DATA=fixture (DATA = "fixture" in a notebook's parameters cell).
+Flickr30k and MS-COCO work too: docs/datasets.md says how to get them and the layouts the course reads.
 See docs/troubleshooting.md for the messages the course prints and their fixes."""
 
 
@@ -59,6 +61,7 @@ class CaptionDataset:
     captions: dict[str, list[str]]
     splits: dict[str, list[str]]
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the split was chosen, rows that were repaired
 
     def image_path(self, name: str) -> Path:
         """Full path of an image of this dataset."""
@@ -90,6 +93,10 @@ def detect_layout(root: str | Path) -> tuple[str, Path, Path]:
         return "kaggle", kaggle_images, root / "captions.txt"
     if (root / TOKEN_FILE).is_file() and original_images:
         return "original", original_images, root / TOKEN_FILE
+    from helpers.more_datasets import detect_more  # imported here: more_datasets builds on this module
+
+    if found := detect_more(root):
+        return found
     raise DatasetError(_layout_problem(root, kaggle_images or original_images))
 
 
@@ -104,8 +111,10 @@ def _layout_problem(root: Path, images: Path | None) -> str:
         hints.append(f"Images were found in {images}, but no captions file (captions.txt or {TOKEN_FILE}).")
     if not images and ((root / "captions.txt").is_file() or (root / TOKEN_FILE).is_file()):
         hints.append("A captions file was found, but no folder of images next to it.")
+    from helpers.more_datasets import LAYOUT_HELP
+
     return "\n".join([f"{root} is not a Flickr8k folder in a layout the course knows.",
-                      f"Found: {shown or 'nothing (the folder is empty)'}", *hints, DOWNLOAD_HELP])
+                      f"Found: {shown or 'nothing (the folder is empty)'}", *hints, DOWNLOAD_HELP, LAYOUT_HELP])
 
 
 def read_kaggle_captions(path: Path) -> tuple[list[tuple[str, str, str]], list[Skipped]]:
@@ -152,15 +161,21 @@ def read_split_lists(root: Path, layout: str) -> dict[str, list[str]]:
 
 
 def load_dataset(root: str | Path) -> CaptionDataset:
-    """Load, clean and split a Flickr8k-style folder in either layout."""
+    """Load, clean and split a dataset folder in any layout `detect_layout` knows."""
     layout, images_dir, captions_file = detect_layout(root)
-    reader = read_kaggle_captions if layout == "kaggle" else read_token_captions
-    rows, skipped = reader(captions_file)
+    if layout in ("kaggle", "original"):
+        reader = read_kaggle_captions if layout == "kaggle" else read_token_captions
+        (rows, skipped), notes = reader(captions_file), []
+        split_lists = read_split_lists(Path(root), layout)
+    else:
+        from helpers.more_datasets import read_more
+
+        rows, skipped, split_lists, notes = read_more(layout, Path(root).expanduser(), captions_file)
     if not rows:
         raise DatasetError(f"{captions_file} holds no caption rows ({len(skipped)} rows without a caption): "
                            f"expected one `image,caption` row per caption (40,455 in Flickr8k). Is the download "
                            f"complete?\n{DOWNLOAD_HELP}")
-    on_disk = {p.name for p in images_dir.iterdir() if p.is_file()}
+    on_disk = {name for name in {row[0] for row in rows} if (images_dir / name).is_file()}  # names may hold a folder
     raw, cleaned = defaultdict(list), defaultdict(list)
     for name, caption, label in rows:
         if name not in on_disk:
@@ -172,5 +187,5 @@ def load_dataset(root: str | Path) -> CaptionDataset:
             continue
         raw[name].append(caption)
         cleaned[name].append(clean)
-    splits = {s: [n for n in names if n in cleaned] for s, names in read_split_lists(Path(root), layout).items()}
-    return CaptionDataset(Path(root), layout, images_dir, dict(raw), dict(cleaned), splits, skipped)
+    splits = {s: [n for n in names if n in cleaned] for s, names in split_lists.items()}
+    return CaptionDataset(Path(root), layout, images_dir, dict(raw), dict(cleaned), splits, skipped, notes)

@@ -112,7 +112,7 @@ def beam_function(model: keras.Model, steps: int, beam_width: int) -> Callable:
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
 
 
-def _compiled(model: keras.Model, settings: tuple, build: Callable[[], Callable]) -> Callable:
+def compiled_decoder(model: keras.Model, settings: tuple, build: Callable[[], Callable]) -> Callable:
     """Compile a decoding function once per model and settings, not on every call (TensorFlow warns)."""
     functions = _COMPILED.setdefault(model, {})
     if settings not in functions:
@@ -132,7 +132,7 @@ def _batches(features: np.ndarray, batch_size: int):
 def greedy_ids(model: keras.Model, features: np.ndarray, vocab: Vocabulary, batch_size: int = 64) -> np.ndarray:
     """Word ids (images, vocab.sequence_length) chosen greedily; padding after `<end>`."""
     steps = vocab.sequence_length
-    greedy = _compiled(model, ("greedy", steps), lambda: greedy_function(model, steps))
+    greedy = compiled_decoder(model, ("greedy", steps), lambda: greedy_function(model, steps))
     parts = [greedy(batch).numpy() for batch in _batches(features, batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, steps), dtype="int32")
 
@@ -159,7 +159,7 @@ def beam_ids(
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
     steps = vocab.sequence_length
-    beam = _compiled(model, ("beam", steps, beam_width), lambda: beam_function(model, steps, beam_width))
+    beam = compiled_decoder(model, ("beam", steps, beam_width), lambda: beam_function(model, steps, beam_width))
     best = []
     for batch in _batches(features, batch_size):
         ids, scores = (x.numpy() for x in beam(batch))

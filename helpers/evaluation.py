@@ -1,7 +1,12 @@
-"""BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline, and how repetitive captions are."""
+"""BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline, and how repetitive captions are.
+
+Optionally (`pip install "captioning-course-helpers[eval]"`, which brings pycocoevalcap): CIDEr-D, and METEOR
+where Java is installed. Both score the course's own cleaned tokens, not the COCO PTBTokenizer (which needs Java).
+"""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections import Counter
 from typing import Sequence
@@ -62,3 +67,47 @@ def repetition_stats(captions: Sequence[str]) -> dict[str, float]:
         "distinct_words": len({w for words in split for w in words}),
         "distinct_caption_share": len({" ".join(words) for words in split}) / max(len(split), 1),
     }
+
+
+def _coco_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> tuple[dict, dict]:
+    """pycocoevalcap's input: {image index: [cleaned reference, ...]} and {image index: [cleaned hypothesis]}."""
+    if len(references) != len(hypotheses) or not hypotheses:
+        raise ValueError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
+    refs = {i: [" ".join(tokens(r)) for r in image_refs] for i, image_refs in enumerate(references)}
+    hyps = {i: [" ".join(tokens(h))] for i, h in enumerate(hypotheses)}
+    return refs, hyps
+
+
+def cider_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float | None:
+    """Corpus CIDEr-D (pycocoevalcap's `Cider`: n-grams 1..4, idf over this corpus, x10), or None without the extra.
+
+    The n-gram weights come from the references of the images scored, so the score depends on the whole corpus:
+    compare models only on the same split.
+    """
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        print('CIDEr skipped: pycocoevalcap is not installed (pip install "captioning-course-helpers[eval]").')
+        return None
+    score, _ = Cider().compute_score(*_coco_inputs(references, hypotheses))
+    return float(score)
+
+
+def meteor_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float | None:
+    """Corpus METEOR 1.5 through pycocoevalcap's Java wrapper, or None without the extra or without Java."""
+    try:
+        from pycocoevalcap.meteor.meteor import Meteor
+    except ImportError:
+        print('METEOR skipped: pycocoevalcap is not installed (pip install "captioning-course-helpers[eval]").')
+        return None
+    if shutil.which("java") is None:
+        print("METEOR skipped: it runs in Java, and no `java` is on the PATH.")
+        return None
+    refs, hyps = _coco_inputs(references, hypotheses)
+    meteor = Meteor()
+    try:
+        score, _ = meteor.compute_score(refs, hyps)
+    finally:
+        meteor.meteor_p.stdin.close()  # end the Java process now, not whenever the wrapper is collected
+        meteor.meteor_p.wait()
+    return float(score)

@@ -3,6 +3,10 @@
     features = extract_features(image_paths, work / feature_cache_name("imagenet", 299), weights="imagenet")
     X = features.matrix(names)           # (len(names), 2048) float32
 
+With `pooling="none"` the same code keeps Xception's last feature map instead of its average: one
+(10, 10, 2048) grid of vectors per 299x299 image (stored as float16), in a cache file of its own
+(`feature_cache_name(weights, 299, "none")`), for the attention decoder of notebook 07.
+
 The cache is an .npz file (no pickle): arrays `names`, `features`, `failed_names`, `failed_reasons`
 and `meta` (a JSON string with the encoder settings). It is checkpointed while the images are encoded,
 so an interrupted run picks up where it stopped.
@@ -34,6 +38,9 @@ WEIGHTS_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/" + WEIGHTS_FILE
 WEIGHTS_MD5 = "b0042744bf5b25fce3cb969f33bebb97"  # the file_hash keras.applications.Xception checks its download against
 CHECKPOINT_SECONDS = 60.0
+POOLINGS = ("avg", "none")  # "avg": one vector per image; "none": the spatial map, a grid of vectors
+# Meta data keys that older caches lack, with the value they mean.
+META_DEFAULTS = {"pooling": "avg", "dtype": "float32"}
 
 
 class ImageError(ValueError):
@@ -78,16 +85,32 @@ def weights_label(weights: str | Path | None) -> str:
     return Path(weights).name
 
 
-def feature_cache_name(weights: str, image_size: int) -> str:
-    """File name of the cache for one encoder setting, e.g. "xception_none_299.npz"."""
+def _check_pooling(pooling: str) -> str:
+    """"avg" or "none", else a ValueError."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+    return pooling
+
+
+def feature_cache_name(weights: str, image_size: int, pooling: str = "avg") -> str:
+    """File name of the cache for one encoder setting, e.g. "xception_none_299.npz" ("..._299_map.npz" unpooled)."""
     label = re.sub(r"[^A-Za-z0-9._-]", "_", weights_label(weights))
-    return f"{ENCODER}_{label}_{int(image_size)}.npz"
+    suffix = "" if _check_pooling(pooling) == "avg" else "_map"
+    return f"{ENCODER}_{label}_{int(image_size)}{suffix}.npz"
 
 
-def _settings(weights: str | Path | None, image_size: int) -> dict:
-    """The meta data that a cache must match to be reused."""
-    return {"encoder": ENCODER, "weights": weights_label(weights), "image_size": int(image_size),
-            "feature_dim": FEATURE_DIM}
+def _settings(weights: str | Path | None, image_size: int, pooling: str = "avg") -> dict:
+    """The meta data that a cache must match to be reused (pooled caches keep the original keys)."""
+    settings = {"encoder": ENCODER, "weights": weights_label(weights), "image_size": int(image_size),
+                "feature_dim": FEATURE_DIM}
+    if _check_pooling(pooling) != "avg":  # spatial maps are 100 times bigger: half precision
+        settings.update(pooling=pooling, dtype="float16")
+    return settings
+
+
+def _meta(meta: dict, key: str):
+    """A meta data value, with the default that caches written before the key existed mean."""
+    return meta.get(key, META_DEFAULTS.get(key))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,16 +123,18 @@ def _keras_models_dir() -> Path:
 
 
 def build_encoder(weights: str | Path | None = "imagenet", image_size: int = IMAGE_SIZE,
-                  seed: int = 0) -> keras.Model:
+                  seed: int = 0, pooling: str = "avg") -> keras.Model:
     """Xception without its classifier: an image batch in, one 2048-number vector per image out.
 
     weights: "imagenet" (downloaded once by Keras), a path to a weights .h5 file, or "none"
     (random weights, seeded with `seed`: same architecture, no download, for the fixture and CI).
+    pooling="none" keeps the last feature map: (10, 10, 2048) per 299x299 image.
     """
     import keras
 
     label = weights_label(weights)
-    options = dict(include_top=False, pooling="avg", input_shape=(image_size, image_size, 3))
+    options = dict(include_top=False, pooling=None if _check_pooling(pooling) == "none" else pooling,
+                   input_shape=(image_size, image_size, 3))
     if label == "none":
         keras.utils.set_random_seed(seed)
         warnings.warn("The Xception encoder is UNTRAINED (weights='none', fixture/CI mode): its features, "
@@ -214,7 +239,7 @@ class FeatureSet:
     meta: dict = field(default_factory=dict)
 
     def matrix(self, names: Sequence[str]) -> np.ndarray:
-        """The features of `names` stacked in that order: shape (len(names), 2048), float32."""
+        """The features of `names` stacked in that order: shape (len(names), 2048) (or maps), float32."""
         missing = [name for name in names if name not in self.features]
         if missing:
             shown = ", ".join(f"{n} ({self.failed[n]})" if n in self.failed else n for n in missing[:5])
@@ -230,11 +255,12 @@ def _write_cache(cache_path: Path, data: FeatureSet) -> None:
     """Save atomically (temporary file in the same folder, then rename): never half a cache."""
     names = sorted(data.features)
     failed = sorted(data.failed)
-    dim = data.meta.get("feature_dim", FEATURE_DIM)
+    dim, dtype = data.meta.get("feature_dim", FEATURE_DIM), _meta(data.meta, "dtype")
+    empty = (0, dim) if _meta(data.meta, "pooling") == "avg" else (0, 0, 0, dim)
     arrays = {
         "names": np.array(names, dtype=str),
-        "features": np.stack([data.features[n] for n in names]).astype(np.float32) if names
-        else np.zeros((0, dim), dtype=np.float32),
+        "features": np.stack([data.features[n] for n in names]).astype(dtype) if names
+        else np.zeros(empty, dtype=dtype),
         "failed_names": np.array(failed, dtype=str),
         "failed_reasons": np.array([data.failed[n] for n in failed], dtype=str),
         "meta": np.array(json.dumps(data.meta)),
@@ -260,12 +286,13 @@ def _read_cache(cache_path: Path) -> FeatureSet:
                 names, features = npz["names"], npz["features"]
                 failed_names, failed_reasons = npz["failed_names"], npz["failed_reasons"]
                 meta = json.loads(str(npz["meta"]))
-        if (not isinstance(meta, dict) or features.ndim != 2 or len(names) != len(features)
-                or features.shape[1] != meta.get("feature_dim") or len(failed_names) != len(failed_reasons)):
+        if (not isinstance(meta, dict) or features.ndim != (2 if _meta(meta, "pooling") == "avg" else 4)
+                or len(names) != len(features) or features.shape[-1] != meta.get("feature_dim")
+                or len(failed_names) != len(failed_reasons)):
             raise ValueError("its arrays do not fit together")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise CorruptCacheError(cache_path, f"{type(error).__name__}: {error}") from error
-    features = features.astype(np.float32, copy=False)
+    features = features.astype(_meta(meta, "dtype"), copy=False)
     return FeatureSet(features={str(n): row for n, row in zip(names, features)},
                       failed={str(n): str(r) for n, r in zip(failed_names, failed_reasons)}, meta=meta)
 
@@ -301,13 +328,13 @@ def _open_cache(cache_path: Path, settings: dict) -> FeatureSet:
         warnings.warn(f"{cache_path} is not a readable feature cache ({error.reason}): moved it aside to "
                       f"{aside.name} and starting over.", stacklevel=3)
         return FeatureSet(meta=settings)
-    differences = [f"{key} {cached.meta.get(key)!r} in the cache, {value!r} asked for"
-                   for key, value in settings.items() if cached.meta.get(key) != value]
+    differences = [f"{key} {_meta(cached.meta, key)!r} in the cache, {_meta(settings, key)!r} asked for"
+                   for key in {**settings, **META_DEFAULTS} if _meta(cached.meta, key) != _meta(settings, key)]
     if differences:
         raise StaleCacheError(
             f"{cache_path} holds features for other encoder settings ({'; '.join(differences)}). Delete it, or "
             f"use another cache path: feature_cache_name() gives one per setting, e.g. "
-            f"{feature_cache_name(settings['weights'], settings['image_size'])}.")
+            f"{feature_cache_name(settings['weights'], settings['image_size'], _meta(settings, 'pooling'))}.")
     return cached
 
 
@@ -403,21 +430,22 @@ def _warn_failed(failed: dict[str, str], total: int) -> None:
 def extract_features(image_paths: Sequence[Path], cache_path: Path, weights: str = "none",
                      image_size: int = IMAGE_SIZE, batch_size: int = 32, progress: bool = True,
                      encoder: keras.Model | None = None,
-                     checkpoint_seconds: float = CHECKPOINT_SECONDS) -> FeatureSet:
+                     checkpoint_seconds: float = CHECKPOINT_SECONDS, pooling: str = "avg") -> FeatureSet:
     """Xception features of every image, keyed by file name: cached ones are reused, the others computed.
 
     The cache is saved every `checkpoint_seconds` and when the run stops (even by Ctrl-C), so a rerun
     only encodes what is left. `encoder` (built by build_encoder with the same weights) saves a rebuild.
+    pooling="none": the (10, 10, 2048) feature map of each image instead, stored as float16.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     paths = _index_by_name(image_paths)
     names = sorted(paths)
     cache_path = Path(cache_path)
-    cache = _open_cache(cache_path, _settings(weights, image_size))
+    cache = _open_cache(cache_path, _settings(weights, image_size, pooling))
     batches = _batches_to_encode(names, cache, paths, batch_size)
     if batches:
-        encoder = encoder if encoder is not None else build_encoder(weights, image_size)
+        encoder = encoder if encoder is not None else build_encoder(weights, image_size, pooling=pooling)
         _encode(batches, paths, cache, cache_path, encoder, image_size, batch_size, progress, checkpoint_seconds)
     result = FeatureSet(features={n: cache.features[n] for n in names if n in cache.features},
                         failed={n: cache.failed[n] for n in names if n in cache.failed and n not in cache.features},
@@ -434,12 +462,17 @@ def _encode(batches: list[list[str]], paths: dict[str, Path], cache: FeatureSet,
     if None not in expected and tuple(expected) != (image_size, image_size):
         raise ValueError(f"The encoder takes {expected[0]}x{expected[1]} images, not {image_size}x{image_size}: "
                          f"build it with build_encoder(weights, image_size={image_size}).")
+    pooling = _meta(cache.meta, "pooling")
+    output_shape = getattr(encoder, "output_shape", None)  # (wrappers of an encoder may not say)
+    if output_shape is not None and len(output_shape) != (2 if pooling == "avg" else 4):
+        raise ValueError(f"The encoder outputs {output_shape}, not what pooling={pooling!r} stores: "
+                         f"build it with build_encoder(weights, image_size, pooling={pooling!r}).")
     pipeline = _image_batches([paths[n] for batch in batches for n in batch], image_size, batch_size)
     bar = _progress_bar(sum(map(len, batches)), progress)
     last_save, unsaved = time.monotonic(), False
     try:
         for batch, (pixels, reasons) in zip(batches, pipeline, strict=True):
-            vectors = np.asarray(encoder.predict_on_batch(pixels), dtype=np.float32)
+            vectors = np.asarray(encoder.predict_on_batch(pixels), dtype=_meta(cache.meta, "dtype"))
             for name, vector, reason in zip(batch, vectors, reasons.numpy()):
                 if name in cache.features:  # computed before: keep it as it was
                     continue

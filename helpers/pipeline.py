@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from helpers.dataset import SPLITS, load_dataset
-from helpers.evaluation import bleu_scores, human_bleu, repetition_stats
+from helpers.evaluation import bleu_scores, cider_score, human_bleu, meteor_score, repetition_stats
 from helpers.features import cache_meta, extract_features, feature_cache_name, load_features
 from helpers.paths import fixture_dir
 from helpers.vocabulary import Vocabulary
@@ -46,6 +46,7 @@ def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int 
         "min_count": min_count,
         "dev_unknown_rate": vocab.unknown_rate(c for caps in data.split_captions("dev").values() for c in caps),
         "skipped": [s.__dict__ for s in data.skipped],
+        "notes": data.notes,
     }
     work.write_json("dataset.json", {**summary, "images_dir": str(data.images_dir.resolve())})
     return summary
@@ -78,6 +79,13 @@ def extract(work: Workspace, weights: str = "auto", image_size: int = 299, batch
                             weights=weights, image_size=image_size, batch_size=batch_size, progress=progress)
 
 
+def split_features(work: Workspace, weights: str, image_size: int) -> dict[str, np.ndarray]:
+    """Cached features keyed like captions.json (whose COCO names keep their folder: `val2014/x.jpg`)."""
+    by_file = load_features(features_path(work, weights, image_size)).features
+    names = {n for split in work.read_json("captions.json").values() for n in split}
+    return {n: by_file[Path(n).name] for n in names if Path(n).name in by_file}
+
+
 def _with_features(captions: dict[str, list[str]], available: dict) -> tuple[dict[str, list[str]], list[str]]:
     """Keep the images that have features; return the names of those that do not."""
     kept = {n: c for n, c in captions.items() if n in available}
@@ -86,26 +94,33 @@ def _with_features(captions: dict[str, list[str]], available: dict) -> tuple[dic
 
 def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs: int = EPOCHS, batch_size: int = 64,
           units: int = 256, dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0,
-          resume: bool = False, verbose: int | str = "auto") -> dict[str, list[float]]:
-    """Train the merge model with teacher forcing; keep the best checkpoint and the history in the work folder."""
+          resume: bool = False, verbose: int | str = "auto", strategy="auto") -> dict[str, list[float]]:
+    """Train the merge model with teacher forcing; keep the best checkpoint and the history in the work folder.
+
+    `strategy` ("auto", "default", "mirrored" or a `tf.distribute.Strategy`, see `training.strategy_for`) spreads
+    each batch over the devices; `batch_size` is the global batch, shared among them.
+    """
     from helpers.model import build_merge_model
-    from helpers.training import make_dataset, set_seed, train_model
+    from helpers.training import make_dataset, set_seed, strategy_for, strategy_name, train_model
 
     set_seed(seed)
     weights = resolve_weights(work, weights)
     captions, vocab = work.read_json("captions.json"), Vocabulary.load(work.require("vocab.json"))
-    features = load_features(features_path(work, weights, image_size)).features
+    features = split_features(work, weights, image_size)
     train_caps, missing = _with_features(captions["train"], features)
     dev_caps, missing_dev = _with_features(captions["dev"], features)
     if missing or missing_dev:
         print(f"Training without {len(missing) + len(missing_dev)} images that have no features "
               f"(unreadable or not extracted), e.g. {(missing + missing_dev)[:3]}")
-    model = build_merge_model(len(vocab), train_features=np.stack([features[n] for n in train_caps]), units=units,
-                              embedding_dim=units, dropout=dropout, learning_rate=learning_rate)
+    distribution = strategy_for(strategy)
+    with distribution.scope():  # variables (model and optimizer) are created once per device, kept in sync
+        model = build_merge_model(len(vocab), train_features=np.stack([features[n] for n in train_caps]),
+                                  units=units, embedding_dim=units, dropout=dropout, learning_rate=learning_rate)
     train_ds = make_dataset(train_caps, features, vocab, batch_size=batch_size, shuffle=True, seed=seed)
     dev_ds = make_dataset(dev_caps, features, vocab, batch_size=batch_size, shuffle=False, seed=seed)
     settings = {"weights": weights, "image_size": image_size, "vocab_size": len(vocab),
-                "max_length": vocab.max_length, "units": units, "seed": seed}
+                "max_length": vocab.max_length, "units": units, "seed": seed, "batch_size": batch_size,
+                "strategy": strategy_name(distribution), "replicas": distribution.num_replicas_in_sync}
     checkpoint, started = work.path("model.keras"), time.time()
     try:
         history = train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint,
@@ -165,11 +180,15 @@ def generate(model, features: np.ndarray, vocab: Vocabulary, beam_width: int = 1
     return beam_captions(model, features, vocab, beam_width=beam_width)
 
 
-def evaluate(work: Workspace, split: str = "test", beam_width: int = 1) -> dict:
-    """BLEU-1..4 of generated captions on a split, beside the human baseline and repetition figures."""
+def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False) -> dict:
+    """BLEU-1..4 of generated captions on a split, beside the human baseline and repetition figures.
+
+    Also CIDEr-D (None without the `eval` extra) and, with `meteor=True`, METEOR (None without the extra or Java;
+    it starts a Java process that takes about 10 s and 2 GB of memory, so it is asked for).
+    """
 
     model, vocab, config = load_trained(work)
-    features = load_features(features_path(work, config["weights"], config["image_size"])).features
+    features = split_features(work, config["weights"], config["image_size"])
     references, missing = _with_features(work.read_json("captions.json")[split], features)
     if not references:
         raise ValueError(f"No image of the {split} split has features: run `python -m helpers features` first.")
@@ -177,7 +196,8 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1) -> dict:
     hypotheses = generate(model, np.stack([features[n] for n in names]), vocab, beam_width)
     refs = [references[n] for n in names]
     result = {"split": split, "images": len(names), "images_without_features": missing, "beam_width": beam_width,
-              "weights": config["weights"], **bleu_scores(refs, hypotheses), "human": human_bleu(refs),
+              "weights": config["weights"], **bleu_scores(refs, hypotheses), "cider": cider_score(refs, hypotheses),
+              "meteor": meteor_score(refs, hypotheses) if meteor else None, "human": human_bleu(refs),
               "repetition": repetition_stats(hypotheses), "captions": dict(zip(names, hypotheses))}
     work.write_json(f"evaluation_{split}.json", result)
     return result
@@ -201,7 +221,7 @@ def untrained_bleu(work: Workspace, split: str = "test", seed: int = 0) -> dict[
 
     set_seed(seed)
     config, vocab = work.read_json("model.json"), Vocabulary.load(work.require("vocab.json"))
-    features = load_features(features_path(work, config["weights"], config["image_size"])).features
+    features = split_features(work, config["weights"], config["image_size"])
     references, _ = _with_features(work.read_json("captions.json")[split], features)
     model = build_merge_model(len(vocab), units=config["units"], embedding_dim=config["units"],
                               train_features=np.stack(list(features.values())))

@@ -21,6 +21,30 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+STRATEGIES = ("auto", "default", "mirrored")
+
+
+def strategy_for(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy to build and train under: "default" (one device), "mirrored" or "auto".
+
+    "auto" mirrors the model on every visible GPU when there are two or more (data parallelism: each GPU takes a
+    slice of every batch, and their gradients are summed before one shared update), else the default strategy.
+    A strategy object is returned as it is (e.g. a MirroredStrategy over chosen devices).
+    """
+    if isinstance(name, tf.distribute.Strategy):
+        return name
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    if name == "auto":
+        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """A readable name: "DefaultStrategy", "MirroredStrategy", ..."""
+    return type(strategy).__name__.strip("_").replace("DistributionStrategy", "Strategy")
+
+
 def teacher_forcing_arrays(
     captions: Mapping[str, list[str]], vocab: Vocabulary
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -45,12 +69,15 @@ def teacher_forcing_arrays(
 
 
 def feature_matrix(images: list[str], features: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Stack the features of `images` into a float32 matrix, in that order (KeyError naming any missing)."""
+    """Stack the features of `images` in that order, in their stored dtype (KeyError naming any missing).
+
+    float16 attention maps stay float16 here (half the memory); batches are cast to float32 as they are made.
+    """
     missing = sorted({image for image in images if image not in features})
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise KeyError(f"No features for {len(missing)} image(s): {shown}. Extract features for this split first.")
-    return np.stack([np.asarray(features[image], dtype="float32") for image in images])
+    return np.stack([np.asarray(features[image]) for image in images])
 
 
 def make_dataset(
@@ -88,7 +115,7 @@ def make_dataset(
 
     def to_model_inputs(row, inp, tgt, length):
         longest = tf.reduce_max(length)
-        return {"image": tf.gather(matrix, row), "caption": inp[:, :longest]}, tgt[:, :longest]
+        return {"image": tf.cast(tf.gather(matrix, row), tf.float32), "caption": inp[:, :longest]}, tgt[:, :longest]
 
     # Each length group yields full batches and then one partial batch: tell Keras how many in all.
     group_sizes = np.bincount(np.searchsorted(boundaries, lengths, side="right"))

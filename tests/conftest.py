@@ -25,6 +25,11 @@ def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path
     return path
 
 
+def token_rows() -> list[str]:
+    """CAPTIONS as rows of an original token file: `name.jpg#k<TAB>caption`."""
+    return [f"{name}#{k}\t{caption}" for name, caps in CAPTIONS.items() for k, caption in enumerate(caps)]
+
+
 def write_splits(folder: Path) -> None:
     """Split lists with the official file names."""
     for split, names in SPLITS.items():
@@ -51,7 +56,7 @@ def original_dir(tmp_path: Path) -> Path:
     root = tmp_path / "original"
     for name in CAPTIONS:
         write_image(root / "Flicker8k_Dataset" / name)
-    rows = [f"{name}#{k}\t{caption}" for name, caps in CAPTIONS.items() for k, caption in enumerate(caps)]
+    rows = token_rows()
     rows = rows[1::2] + rows[::2] + ["1000_aaa.jpg.1#0\tA bogus row for a file that does not exist ."]
     text = root / "Flickr8k_text"
     text.mkdir(parents=True)
