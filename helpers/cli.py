@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from helpers import pipeline
@@ -84,9 +85,6 @@ def cmd_run(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
     summary = cmd_prepare(args)
     found = pipeline.extract(work, args.weights, args.image_size, args.batch_size, progress=not args.json)
-    if found.meta["weights"] == "none":
-        print("Note: the image encoder is UNTRAINED (random weights, fixture mode): captions can only reflect "
-              "colour and layout. Use --weights imagenet on real photos.")
     cmd_train(args)
     result = cmd_evaluate(args)
     untrained = pipeline.untrained_bleu(work, "test", args.seed)
@@ -166,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; problems with the user's files end in a message, not a traceback."""
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
     args = _parser().parse_args(argv)
     args.out_given = args.out is not None
     args.out = args.out or default_work_dir()
