@@ -14,7 +14,7 @@ import numpy as np
 
 from helpers.dataset import SPLITS, load_dataset
 from helpers.evaluation import bleu_scores, cider_score, human_bleu, meteor_score, repetition_stats
-from helpers.features import cache_meta, extract_features, feature_cache_name, load_features
+from helpers.features import cache_meta, extract_features, feature_cache_name, load_features, weights_label
 from helpers.paths import fixture_dir
 from helpers.vocabulary import Vocabulary
 from helpers.workspace import Workspace
@@ -160,7 +160,7 @@ def _check_feature_cache(work: Workspace, config: dict, model) -> None:
     if not path.is_file():
         return  # caption_files encodes its images itself; evaluate says which stage to run
     meta = cache_meta(path)
-    expected = {"weights": config["weights"], "image_size": config["image_size"],
+    expected = {"weights": weights_label(config["weights"]), "image_size": config["image_size"],
                 "feature_dim": model.input["image"].shape[-1]}
     differences = [f"{key} {meta.get(key)!r} in the cache, {value!r} for the model"
                    for key, value in expected.items() if meta.get(key) != value]

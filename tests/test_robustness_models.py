@@ -38,9 +38,9 @@ def saved_run(tmp_path) -> Workspace:
     return work
 
 
-def write_cache(work: Workspace, meta: dict) -> Path:
-    """A feature cache file named for weights none / SIZE, holding `meta`."""
-    path = work.path(feature_cache_name("none", SIZE))
+def write_cache(work: Workspace, meta: dict, weights: str = "none") -> Path:
+    """A feature cache file named for `weights` / SIZE, holding `meta`."""
+    path = work.path(feature_cache_name(weights, SIZE))
     full = {"encoder": "xception", "weights": "none", "image_size": SIZE, "feature_dim": 2048, **meta}
     np.savez(path, names=np.array(["x.jpg"]), features=np.zeros((1, full["feature_dim"]), np.float32),
              failed_names=np.array([], str), failed_reasons=np.array([], str), meta=np.array(json.dumps(full)))
@@ -51,6 +51,14 @@ def test_matching_files_load(saved_run):
     write_cache(saved_run, {})
     model, vocab, config = pipeline.load_trained(saved_run)
     assert model.output_shape[-1] == len(vocab) == config["vocab_size"]
+
+
+def test_a_local_weights_file_matches_its_cache(saved_run):
+    """model.json keeps the weights file's path; the cache records its name: the same encoder."""
+    config = saved_run.read_json("model.json")
+    saved_run.write_json("model.json", {**config, "weights": "/offline/xception_notop.h5"})
+    write_cache(saved_run, {"weights": "xception_notop.h5"}, weights="/offline/xception_notop.h5")
+    assert pipeline.load_trained(saved_run)[2]["weights"] == "/offline/xception_notop.h5"
 
 
 def test_vocabulary_rebuilt_after_training(saved_run):
