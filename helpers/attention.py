@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from helpers.decoding import compiled_decoder, allowed_words
-from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+from helpers.decoding import allowed_words, batches, beam_search, best_beams, compiled_decoder, greedy_search
+from helpers.vocabulary import PAD_ID, Vocabulary
 
 
 def channel_stats(maps: np.ndarray | Mapping[str, np.ndarray], chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +98,10 @@ class AttentionStepDecoder:
         mean = self.mean(values)
         return [values, self.attend_image(values)], [self.init_h(mean), self.init_c(mean)]
 
+    def location_count(self, memory: list[tf.Tensor]) -> tf.Tensor:
+        """How many image locations a step attends to (g * g)."""
+        return tf.shape(memory[0])[1]
+
     def step(self, memory: list[tf.Tensor], words: tf.Tensor, state: list[tf.Tensor]):
         """Previous word ids (B,) -> next-word probabilities (B, V), new state, attention weights (B, L)."""
         vectors = tf.gather(self.embedding.embeddings, words)  # the embedding's lookup, without its padding mask
@@ -119,69 +123,20 @@ def attention_greedy_function(model: keras.Model, steps: int) -> Callable:
 
     @tf.function(input_signature=[_map_spec(model)])
     def greedy(maps):
-        memory, state = decoder.start(maps)
-        words = tf.fill([tf.shape(maps)[0]], START_ID)
-        finished = tf.zeros_like(words, dtype=tf.bool)
-        chosen = tf.TensorArray(tf.int32, size=steps)
-        looked = tf.TensorArray(tf.float32, size=steps)
-        for t in tf.range(steps):
-            probs, state, weights = decoder.step(memory, words, state)
-            words = tf.where(finished, PAD_ID, tf.argmax(probs, axis=-1, output_type=tf.int32))  # after <end>: padding
-            chosen = chosen.write(t, words)
-            looked = looked.write(t, tf.where(finished[:, None], 0.0, weights))
-            finished = finished | (words == END_ID)
-        return tf.transpose(chosen.stack()), tf.transpose(looked.stack(), [1, 0, 2])
+        return greedy_search(decoder, maps, steps)
 
     return greedy
 
 
 def attention_beam_function(model: keras.Model, steps: int, beam_width: int) -> Callable:
     """A compiled function: maps -> (ids (B, K, steps), log-probabilities (B, K), weights (B, K, steps, L)) of K beams."""
-    decoder, k = AttentionStepDecoder(model), beam_width
-
-    def regroup(x, parent, batch):
-        """Rows b*k + j of x, reordered so that beam j of image b continues beam parent[b, j]."""
-        grouped = tf.reshape(x, tf.concat([[batch, k], tf.shape(x)[1:]], 0))
-        return tf.reshape(tf.gather(grouped, parent, batch_dims=1), tf.shape(x))
+    decoder = AttentionStepDecoder(model)
 
     @tf.function(input_signature=[_map_spec(model)])
     def beam(maps):
-        batch = tf.shape(maps)[0]
-        memory, state = decoder.start(maps)
-        memory, state = [tf.repeat(m, k, axis=0) for m in memory], [tf.repeat(s, k, axis=0) for s in state]
-        locations = tf.shape(memory[0])[1]
-        words = tf.fill([batch * k], START_ID)
-        scores = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)]), [batch, 1])  # only beam 0 alive at first
-        finished = tf.zeros([batch, k], dtype=tf.bool)
-        ids = tf.zeros([batch, k, steps], dtype=tf.int32)
-        looked = tf.zeros([batch, k, steps, locations])
-        for t in tf.range(steps):
-            probs, state, weights = decoder.step(memory, words, state)
-            vocab_size = tf.shape(probs)[-1]
-            log_probs = tf.reshape(tf.math.log(probs), [batch, k, vocab_size])
-            pad_only = tf.where(tf.range(vocab_size) == PAD_ID, 0.0, -np.inf)  # a finished beam keeps its score
-            log_probs = tf.where(finished[:, :, None], pad_only, log_probs)
-            weights = tf.where(finished[:, :, None], 0.0, tf.reshape(weights, [batch, k, locations]))
-            scores, best = tf.math.top_k(tf.reshape(scores[:, :, None] + log_probs, [batch, k * vocab_size]), k)
-            parent, words = best // vocab_size, best % vocab_size
-            state = [regroup(s, parent, batch) for s in state]
-            step_mask = tf.one_hot(t, steps)
-            looked = tf.gather(looked + weights[:, :, None, :] * step_mask[:, None], parent, batch_dims=1)
-            ids = tf.gather(ids, parent, batch_dims=1) + words[:, :, None] * tf.cast(step_mask, tf.int32)
-            finished = tf.gather(finished, parent, batch_dims=1) | (words == END_ID)
-            words = tf.reshape(words, [-1])
-        return ids, scores, looked
+        return beam_search(decoder, maps, steps, beam_width)
 
     return beam
-
-
-def _map_batches(maps: np.ndarray, batch_size: int):
-    """Slices of `batch_size` maps (images, g, g, F), as float32 tensors."""
-    maps = np.asarray(maps)
-    if maps.ndim != 4:
-        raise ValueError(f"Expected feature maps of shape (images, grid, grid, feature_dim), got {maps.shape}")
-    for start in range(0, len(maps), batch_size):
-        yield tf.constant(maps[start : start + batch_size], dtype=tf.float32)
 
 
 def attention_decode(model: keras.Model, maps: np.ndarray, vocab: Vocabulary, beam_width: int = 1,
@@ -194,17 +149,17 @@ def attention_decode(model: keras.Model, maps: np.ndarray, vocab: Vocabulary, be
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
     steps = vocab.sequence_length
+    shape = "(images, grid, grid, feature_dim)"
     if beam_width == 1:
         decode = compiled_decoder(model, ("attention greedy", steps), lambda: attention_greedy_function(model, steps))
-        parts = [[x.numpy() for x in decode(batch)] for batch in _map_batches(maps, batch_size)]
+        parts = [[x.numpy() for x in decode(batch)] for batch in batches(maps, batch_size, shape)]
     else:
         decode = compiled_decoder(model, ("attention beam", steps, beam_width),
-                           lambda: attention_beam_function(model, steps, beam_width))
+                                  lambda: attention_beam_function(model, steps, beam_width))
         parts = []
-        for batch in _map_batches(maps, batch_size):
+        for batch in batches(maps, batch_size, shape):
             ids, scores, weights = (x.numpy() for x in decode(batch))
-            best = scores.argmax(axis=1)
-            rows = np.arange(len(ids))
+            best, rows = best_beams(ids, scores), np.arange(len(ids))
             parts.append([ids[rows, best], weights[rows, best]])
     if not parts:
         return np.zeros((0, steps), dtype="int32"), np.zeros((0, steps, 0), dtype="float32")
