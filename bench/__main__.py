@@ -1,4 +1,9 @@
-"""`python -m bench [--quick] [--only NAME] [--out DIR]`: measure every stage, course vs baseline, print a table."""
+"""`python -m bench [--quick] [--only NAME] [--out DIR]`: measure every stage, course vs baseline, print a table.
+
+Also `python -m bench --scale N`: every CLI stage and notebook on an N-image Flickr8k-shaped dataset, time,
+peak memory and disk written, extrapolated to 8,091 images (bench/scale.py); and `python -m bench --flickr8k-text
+CAPTIONS`: the figures the course quotes about Flickr8k's captions.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ SIZES = {
              "memory": {"images": 6000, "steps": 100, "generator_steps": 30},
              "fixture": {"nbval": True}},
     "quick": {"features": {"course_images": 32, "baseline_images": 6},
-              "training": {"images": 6000, "course_steps": 30, "baseline_images": 12, "lever_steps": 25},
+              "training": {"images": 6000, "course_steps": 30, "baseline_images": 12, "lever_steps": 25,
+                           "peak_n": 2048},
               "decoding": {"images": 64, "loop_images": 1},
               "memory": {"images": 1000, "steps": 10, "generator_steps": 5},
               "fixture": {"nbval": False}},
@@ -49,8 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=STAGES, action="append", help="run only this stage (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
                         help="folder for results.json and results.md (default: bench/results/)")
+    parser.add_argument("--flickr8k-text", type=Path, metavar="CAPTIONS",
+                        help="only compute the figures the course quotes about Flickr8k's captions, from a copy of "
+                             "captions.txt or Flickr8k.token.txt")
+    parser.add_argument("--scale", type=int, metavar="N",
+                        help="only run every CLI stage and notebook on N and N/4 synthetic Flickr8k-shaped images, "
+                             "and extrapolate time and peak memory to 8,091 (bench/scale.py)")
+    parser.add_argument("--scale-epochs", type=int, default=2, help="training epochs in --scale runs")
+    parser.add_argument("--cli-only", action="store_true", help="--scale: the CLI stages only, not the notebooks")
     args = parser.parse_args(argv)
     from bench import report
+
+    if args.scale:
+        from bench import scale
+
+        result = scale.measure(args.scale, epochs=args.scale_epochs, notebooks=not args.cli_only)
+        args.out.mkdir(parents=True, exist_ok=True)
+        result["machine"] = report.machine()
+        (args.out / "scale.json").write_text(json.dumps(result, indent=1))
+        (args.out / "scale.md").write_text("\n".join(scale.lines(result)) + "\n")
+        print("\n".join(scale.lines(result)))
+        return 0 if result["within_budget"] else 1
+
+    if args.flickr8k_text:
+        from bench import flickr8k_text
+
+        result = flickr8k_text.measure(args.flickr8k_text)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "flickr8k_text.json").write_text(json.dumps(result, indent=1))
+        print("\n".join(flickr8k_text.lines(result)))
+        return 0
 
     started = time.perf_counter()
     results = run(args.only or STAGES, args.quick)

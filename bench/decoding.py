@@ -6,8 +6,8 @@ loops are timed per call and quoted for a 13-call caption (12 words + `<end>`, F
 baseline gets the benefit of stopping early.
 
 - Tutorials: `model.predict` on (image, caption so far) for every word (`predict_loop`).
-- `helpers.decoding.predict_loop_ids`, the same loop with `predict_on_batch` (no per-call setup).
-- Course: `greedy_captions` and `beam_captions` (width 3), 64 images per compiled call.
+- `helpers.tutorial_baselines.predict_loop_ids`, the same loop with `predict_on_batch` (no per-call setup).
+- Course: `helpers.decoding.decode`, greedy and beam search (width 3), 64 images per compiled call.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def measure(images: int = 128, loop_images: int = 2, batch_size: int = 64, beam_
     """Captions/s of batched greedy and beam search vs the per-word loops, on the same model and features."""
     import keras
 
-    from helpers.decoding import beam_captions, greedy_captions
-    from helpers.model import build_merge_model
+    from helpers.decoders.merge import build_merge_model
+    from helpers.decoding import decode
     from helpers.vocabulary import END_ID, Vocabulary
 
     captions, features = flickr8k_like(max(images, loop_images, 200))
@@ -49,15 +49,14 @@ def measure(images: int = 128, loop_images: int = 2, batch_size: int = 64, beam_
     matrix = np.stack(list(features.values()))[:images]
     keras.utils.set_random_seed(0)
     model = build_merge_model(len(vocab), train_features=matrix)
-    bias = model.get_layer("next_word").bias  # rule out <end>: every caption runs all steps (worst case)
+    bias = model.get_layer("next_word").bias  # <end> never wins: every caption runs all steps (worst case)
     bias.assign(np.where(np.arange(len(vocab)) == END_ID, -1e4, bias.numpy()).astype("float32"))
     result = {"vocab_size": len(vocab), "steps": vocab.sequence_length, "images": images}
 
-    for name, decode in {"greedy": lambda x: greedy_captions(model, x, vocab, batch_size),
-                         "beam": lambda x: beam_captions(model, x, vocab, beam_width, batch_size)}.items():
-        decode(matrix[:batch_size])  # compile
+    for name, width in {"greedy": 1, "beam": beam_width}.items():
+        decode(model, matrix[:batch_size], vocab, width, batch_size=batch_size)  # compile
         start = time.perf_counter()
-        texts = decode(matrix)
+        texts = decode(model, matrix, vocab, width, batch_size=batch_size).captions
         seconds = time.perf_counter() - start
         result[name] = {"captions_per_s": images / seconds, "seconds": seconds, "batch_size": batch_size,
                         "mean_words": float(np.mean([len(t.split()) for t in texts]))}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,25 +53,22 @@ def matmul_peak(n: int = 4096, reps: int = 3) -> dict:
 
 def measure(course_images: int = 64, baseline_images: int = 16, batch_size: int = 32, peak_n: int = 4096) -> dict:
     """Images/s of both ways (after a warm-up each), their GFLOP/s and the matmul peak."""
-    from helpers.features import build_encoder, extract_features, load_image
+    from helpers.encoders import build_encoder
+    from helpers.extraction import extract_features
+    from helpers.images import load_image
 
     peak = matmul_peak(peak_n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        encoder = build_encoder("none")
+    encoder = build_encoder("xception", "none")
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
         tmp = Path(tmp)
         paths = write_images(tmp / "images", max(course_images, baseline_images) + batch_size)
         warm, course_paths = paths[:batch_size], paths[batch_size:batch_size + course_images]
         baseline_paths = paths[batch_size:batch_size + baseline_images]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            extract_features(warm, tmp / "warm.npz", weights="none", batch_size=batch_size, progress=False,
-                             encoder=encoder)
-            start = time.perf_counter()
-            extract_features(course_paths, tmp / "course.npz", weights="none", batch_size=batch_size,
-                             progress=False, encoder=encoder)
-            course_s = time.perf_counter() - start
+        extract_features(warm, tmp / "warm", weights="none", batch_size=batch_size, progress=False, model=encoder)
+        start = time.perf_counter()
+        extract_features(course_paths, tmp / "course", weights="none", batch_size=batch_size, progress=False,
+                         model=encoder)
+        course_s = time.perf_counter() - start
         encoder.predict(load_image(warm[0])[None], verbose=0)  # warm-up
         start = time.perf_counter()
         for path in baseline_paths:

@@ -41,8 +41,9 @@ def _worker(kind: str, images: int, steps: int) -> dict:
     import numpy as np
 
     from bench.synthetic import flickr8k_like
-    from helpers.model import build_merge_model, build_prefix_model
+    from helpers.decoders.merge import build_merge_model
     from helpers.training import make_dataset
+    from helpers.tutorial_baselines import build_prefix_model
     from helpers.vocabulary import Vocabulary
 
     captions, features = flickr8k_like(images)
@@ -55,7 +56,8 @@ def _worker(kind: str, images: int, steps: int) -> dict:
         from bench.training import progressive_batches
 
         model = build_prefix_model(len(vocab), vocab.sequence_length, train_features=sample)
-        model.fit(progressive_batches(captions, features, vocab), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+        model.fit(progressive_batches(captions, features, vocab), steps_per_epoch=steps, epochs=1, verbose=0,
+                  shuffle=False)
     elif kind == "floor":
         build_merge_model(len(vocab), train_features=sample)
     else:
@@ -64,7 +66,8 @@ def _worker(kind: str, images: int, steps: int) -> dict:
 
 
 def _run_worker(kind: str, images: int, steps: int) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    python_path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=python_path)
     done = subprocess.run([sys.executable, "-m", "bench.memory", kind, str(images), str(steps)], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -75,7 +78,7 @@ def _run_worker(kind: str, images: int, steps: int) -> dict:
 def measure(images: int = 6000, steps: int = 50, generator_steps: int = 20) -> dict:
     """Peak RSS of each side in its own process, and the computed size of the materialised per-word arrays."""
     from bench.synthetic import flickr8k_like
-    from helpers.training import count_progressive_examples, progressive_bytes
+    from helpers.tutorial_baselines import count_progressive_examples, progressive_bytes
     from helpers.vocabulary import Vocabulary
 
     captions, _ = flickr8k_like(images)

@@ -60,6 +60,10 @@ def rows(results: dict) -> list[dict]:
         c, b = t["course"], t["baseline"]
         out.append(_row("training", f"decoder, vocabulary {c['vocab_size']:,}", c["tokens_per_s"], b["tokens_per_s"],
                         "tokens/s", ">= 8x", t["speedup"] >= 8))
+        if "flops_per_token" in t:
+            mflop = t["flops_per_token"]["training_flops"] / 1e6
+            out.append(_row("training", f"share of matmul peak ({t['matmul_peak']['gflops']:.0f} GFLOP/s; "
+                            f"{mflop:.1f} MFLOP a token)", c["share_of_peak"], b["share_of_peak"], "fraction"))
         measured = "measured" if c["epoch_measured"] else "extrapolated"
         out.append(_row("training", f"one epoch, {t['captions']:,} captions (course {measured}, "
                         f"baseline extrapolated)", c["epoch_s"], b["epoch_s"], "s", "< 180 s",
@@ -80,7 +84,8 @@ def rows(results: dict) -> list[dict]:
     if "memory" in results:
         m = results["memory"]
         out.append(_row("memory", f"training peak RSS vs materialised per-word arrays ({m['images']:,} images)",
-                        m["course_peak_mb"], m["materialised_mb"], "MiB", ratio=m["materialised_mb"] / m["course_peak_mb"]))
+                        m["course_peak_mb"], m["materialised_mb"], "MiB",
+                        ratio=m["materialised_mb"] / m["course_peak_mb"]))
         out.append(_row("memory", "peak RSS of the per-word generator, streamed (course column) vs "
                         "TF + model only (baseline column)", m["generator_peak_mb"], m["floor_peak_mb"], "MiB"))
     if "fixture" in results:
@@ -128,7 +133,7 @@ def text_table(table: list[dict]) -> str:
     """The same table, aligned for a terminal."""
     grid = [list(COLUMNS)] + [_cells(row) for row in table]
     widths = [max(len(r[i]) for r in grid) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in grid)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in grid)
 
 
 def write(results: dict, out_dir: str | Path, info: dict | None = None) -> dict[str, Path]:

@@ -3,11 +3,11 @@
     captions, features = flickr8k_like(images=6000)   # {name: [5 captions]}, {name: (2048,) float32}
 
 - 6,000 train images x 5 captions (30,000 captions).
-- Caption lengths (words after cleaning) follow Flickr8k's: median 11, 95th percentile 19, longest 38
-  (a log-normal rounded to whole words, one caption forced to the maximum).
-- Words follow a Zipf law over 7,500 word types (about the train vocabulary of Flickr8k after cleaning),
-  every type used at least once, so `Vocabulary.build(min_count=1)` has about 7,500 words and raising
-  `min_count` shrinks it the way it does on the real captions.
+- Caption lengths (words after the course's cleaning) follow the real Flickr8k train captions': median 10,
+  95th percentile 18, longest 36 (a log-normal rounded to whole words, one caption forced to the maximum).
+- Words follow a Zipf law over 7,325 word types (the train words of Flickr8k after cleaning), every type used at
+  least once, so `Vocabulary.build(min_count=1)` has 7,329 tokens, as on Flickr8k, and `min_count` 5 about 2,570
+  (Flickr8k: 2,529).
 - Features: 2048 float32 numbers per image (random; the speed of the decoder does not depend on them).
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 CAPTIONS_PER_IMAGE = 5
-MEDIAN_LENGTH, P95_LENGTH, MAX_LENGTH = 11, 19, 38
-WORD_TYPES = 7500
-ZIPF_EXPONENT = 1.25  # min_count 5 -> ~2,750 words, 10 -> ~1,500 (Flickr8k train: ~2,500 and ~1,650)
+MEDIAN_LENGTH, P95_LENGTH, MAX_LENGTH = 10, 18, 36
+WORD_TYPES = 7325
+ZIPF_EXPONENT = 1.25  # min_count 5 -> about 2,560 words, 10 -> 1,370 (Flickr8k train: 2,525 and 1,656)
 FEATURE_DIM = 2048
 
 
@@ -50,13 +50,13 @@ def flickr8k_like(images: int = 6000, word_types: int = WORD_TYPES, feature_dim:
     ids = word_ids(int(lengths.sum()), min(word_types, int(lengths.sum())), seed)
     words = np.array([f"w{i}" for i in range(word_types)])[ids]
     ends = np.cumsum(lengths)
-    captions_flat = [" ".join(words[end - n:end]) for n, end in zip(lengths, ends)]
+    captions_flat = [" ".join(words[end - n:end]) for n, end in zip(lengths, ends, strict=True)]
     names = [f"{i:05d}_synthetic.jpg" for i in range(images)]
     captions = {name: captions_flat[i * CAPTIONS_PER_IMAGE:(i + 1) * CAPTIONS_PER_IMAGE]
                 for i, name in enumerate(names)}
     rng = np.random.default_rng(seed + 2)
     matrix = rng.standard_normal((images, feature_dim), dtype=np.float32)
-    return captions, dict(zip(names, matrix))
+    return captions, dict(zip(names, matrix, strict=True))
 
 
 def describe(captions: dict[str, list[str]]) -> dict:

@@ -54,8 +54,9 @@ def course_speed(captions, features, min_count: int = 1, batch_size: int = 64, b
     """Tokens/s of the course's training; steps=None times one real full epoch."""
     import keras
 
-    from helpers.model import build_merge_model
-    from helpers.training import count_progressive_examples, make_dataset
+    from helpers.decoders.merge import build_merge_model
+    from helpers.training import make_dataset
+    from helpers.tutorial_baselines import count_progressive_examples
 
     keras.utils.set_random_seed(0)
     vocab = _vocab(captions, min_count)
@@ -86,7 +87,7 @@ def course_speed(captions, features, min_count: int = 1, batch_size: int = 64, b
 
 def progressive_batches(captions, features, vocab):
     """The tutorials' generator: one image per batch, all prefixes of its captions, one-hot next word."""
-    from helpers.training import progressive_examples
+    from helpers.tutorial_baselines import progressive_examples
 
     while True:
         for name, image_captions in captions.items():
@@ -100,8 +101,7 @@ def baseline_speed(captions, features, images: int = 40, warmup_images: int = 3,
     """Tokens/s of the per-word generator over `images` images (after a warm-up), extrapolated to an epoch."""
     import keras
 
-    from helpers.model import build_prefix_model
-    from helpers.training import count_progressive_examples
+    from helpers.tutorial_baselines import build_prefix_model, count_progressive_examples
 
     keras.utils.set_random_seed(0)
     vocab = _vocab(captions, min_count)
@@ -113,7 +113,7 @@ def baseline_speed(captions, features, images: int = 40, warmup_images: int = 3,
     tokens = count_progressive_examples(timed)
     clock = _BatchClock()
     model.fit(progressive_batches(captions, features, vocab), steps_per_epoch=warmup_images + images, epochs=1,
-              verbose=0, callbacks=[clock])
+              verbose=0, callbacks=[clock], shuffle=False)
     seconds = clock.times[-1] - clock.times[warmup_images - 1]
     rate = tokens / seconds
     epoch_tokens = count_progressive_examples(captions)
@@ -122,14 +122,38 @@ def baseline_speed(captions, features, images: int = 40, warmup_images: int = 3,
             "epoch_tokens": epoch_tokens}
 
 
+def flops_per_token(vocab_size: int, tokens_per_caption: float, units: int = 256, embedding_dim: int = 256,
+                    feature_dim: int = 2048) -> dict:
+    """The floating-point operations a training step spends on one target token of the merge model.
+
+    Multiply-adds count as two operations. Forward, per token: the LSTM cell (4 gates reading the word vector and
+    the previous output), the decoder's dense layer, the output layer over the vocabulary, and the image branch's
+    dense layer shared by the caption's tokens. Backward costs about twice the forward (the gradients of the
+    activations and of the weights), so a training step is 3 x the forward.
+    """
+    forward_macs = {"lstm": 4 * (embedding_dim + units) * units, "decoder_dense": units * units,
+                    "output": units * vocab_size, "image_dense": feature_dim * units / tokens_per_caption}
+    forward = 2 * sum(forward_macs.values())
+    return {"forward_macs": forward_macs, "forward_flops": forward, "training_flops": 3 * forward}
+
+
 def measure(images: int = 6000, course_steps: int | None = None, baseline_images: int = 40,
-            levers: bool = True, lever_steps: int = 60) -> dict:
-    """Course vs generator on the Flickr8k-like split, plus the levers (min_count, batch size) if asked."""
+            levers: bool = True, lever_steps: int = 60, peak_n: int = 4096) -> dict:
+    """Course vs generator on the Flickr8k-like split, their share of the matmul peak, and the levers if asked."""
+    from bench.features import matmul_peak
+
     captions, features = flickr8k_like(images)
     baseline = baseline_speed(captions, features, images=baseline_images)
     course = course_speed(captions, features, steps=course_steps)
+    peak = matmul_peak(peak_n)
+    tokens_per_caption = course["epoch_tokens"] / sum(map(len, captions.values()))
+    flops = flops_per_token(course["vocab_size"], tokens_per_caption)
+    for side in (course, baseline):  # the same useful work per token on both sides
+        side["gflops"] = side["tokens_per_s"] * flops["training_flops"] / 1e9
+        side["share_of_peak"] = side["gflops"] / peak["gflops"]
     result = {"images": images, "captions": sum(map(len, captions.values())), "course": course,
-              "baseline": baseline, "speedup": course["tokens_per_s"] / baseline["tokens_per_s"], "levers": {}}
+              "baseline": baseline, "speedup": course["tokens_per_s"] / baseline["tokens_per_s"],
+              "flops_per_token": flops, "matmul_peak": peak, "levers": {}}
     if levers:
         for label, kwargs in {"batch64_min_count1": {}, "min_count5": {"min_count": 5},
                               "min_count10": {"min_count": 10}, "batch128": {"batch_size": 128},

@@ -1,107 +1,154 @@
-"""`python -m helpers`: the whole course pipeline from a terminal, over the same functions the notebooks use."""
+"""`python -m helpers`: the whole course pipeline from a terminal, over the same functions the notebooks use.
+
+Every stage reads and writes one work folder (--out). A problem with your data, files or settings ends in one
+line that names the file and the fix (exit code 2); Ctrl-C says what was kept and how to go on (130).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import sys
-import warnings
 from pathlib import Path
 
 from helpers import pipeline
-from helpers.paths import default_work_dir
+from helpers.decoders import DECODERS
+from helpers.encoders import ENCODERS
+from helpers.errors import CourseError
+from helpers.layouts.base import printable
+from helpers.paths import default_work_dir, fixture_dir
+from helpers.prepare import MIN_COUNT, prepare
 from helpers.workspace import Workspace
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
 
 def _print_prepare(summary: dict) -> None:
     """A readable account of what `prepare` loaded and dropped."""
     s = summary["splits"]
-    print(f"Loaded {summary['images']} images, {summary['captions']} captions ({summary['layout']} layout) "
+    print(f"Loaded {summary['images']:,} images, {summary['captions']:,} captions ({summary['layout']} layout) "
           f"from {summary['data_dir']}")
-    print(f"Split: {s['train']} train / {s['dev']} dev / {s['test']} test, {summary['unsplit_images']} in no split")
-    print(f"Vocabulary: {summary['vocab_size']} tokens (min_count {summary['min_count']}), longest train caption "
+    print(f"Split: {s['train']:,} train / {s['dev']:,} dev / {s['test']:,} test, "
+          f"{summary['unsplit_images']} in no split")
+    print(f"Vocabulary: {summary['vocab_size']:,} tokens (min_count {summary['min_count']}), longest train caption "
           f"{summary['max_length']} words, {summary['dev_unknown_rate']:.1%} of dev words unknown")
     for note in summary["notes"]:
         print(f"  note: {note}")
     for row in summary["skipped"][:10]:
-        print(f"  skipped {row['file']} {row['item']}: {row['reason']}")
+        print(f"  skipped {printable(row['file'])} {row['item']}: {row['reason']}")
     if len(summary["skipped"]) > 10:
         print(f"  ... and {len(summary['skipped']) - 10} more (see --json)")
 
 
 def _print_evaluation(result: dict) -> None:
-    """BLEU beside the human baseline, and CIDEr-D / METEOR where they were computed."""
-    print(f"BLEU on {result['images']} {result['split']} images (beam width {result['beam_width']}, "
-          f"encoder weights: {result['weights']}):")
+    """BLEU beside the human baseline and the floor, CIDEr-D / METEOR where computed, and the captions' variety."""
+    print(f"BLEU on {result['images']} {result['split']} images ({result['decoder']} decoder, {result['encoder']} "
+          f"features with {result['weights']} weights, beam width {result['beam_width']}):")
+    floor = result["floor"]
     for k in ("bleu1", "bleu2", "bleu3", "bleu4"):
-        print(f"  {k.upper()}: model {result[k]:.3f}   one human vs the other four {result['human'][k]:.3f}")
+        print(f"  {k.upper()}: model {result[k]:.3f}   one human vs the other four {result['human'][k]:.3f}   "
+              f"floor {floor[k]:.3f}")
+    print(f"  (floor: the most frequent train caption, {floor['caption']!r}, written for every image)")
     for k, name in (("cider", "CIDEr-D"), ("meteor", "METEOR")):
         if result.get(k) is not None:
             print(f"  {name}: model {result[k]:.3f}")
     rep = result["repetition"]
-    print(f"  {rep['repeated_word_share']:.0%} of captions repeat a word; {rep['distinct_words']} distinct words used")
+    print(f"  {rep['distinct_caption_share']:.0%} of captions are distinct; {rep['repeated_word_share']:.0%} repeat a "
+          f"word; {rep['distinct_words']} distinct words used ({rep['vocabulary_used_share']:.0%} of the vocabulary)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict:
-    summary = pipeline.prepare(Workspace(args.out), args.data, min_count=args.min_count)
+    summary = prepare(Workspace(args.out), args.data, min_count=args.min_count)
     _print_prepare(summary)
     return summary
 
 
+def _extract(args: argparse.Namespace, pooling: str):
+    return pipeline.extract(Workspace(args.out), args.encoder, args.weights, args.image_size, pooling,
+                            args.image_batch_size, progress=not args.json)
+
+
 def cmd_features(args: argparse.Namespace) -> dict:
-    found = pipeline.extract(Workspace(args.out), args.weights, args.image_size, args.batch_size)
-    print(f"{len(found.features)} images have features ({found.meta['weights']} weights); {len(found.failed)} failed")
-    return {"images": len(found.features), "failed": found.failed, **found.meta}
+    found = _extract(args, "none" if args.grid else "avg")
+    print(f"{len(found)} images have {found.meta['encoder']} features ({found.meta['weights']} weights, "
+          f"{'grids' if args.grid else 'vectors'} of {tuple(found.row_shape)}); {len(found.failed)} could not be read")
+    return {"images": len(found), "failed": found.failed, **found.meta}
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
-    history = pipeline.train(work, args.weights, args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                             units=args.units, patience=args.patience, seed=args.seed, resume=args.resume,
-                             strategy=args.strategy,
-                             verbose="auto" if sys.stdout.isatty() else 2)  # one line an epoch in logs
-    best = min(history["val_loss"])
-    print(f"Trained {len(history['loss'])} epochs; best dev loss {best:.3f}; model saved to {work.path('model.keras')}")
-    return {"epochs": len(history["loss"]), "best_val_loss": best}
+    pipeline.train(work, args.decoder, args.encoder, args.weights, args.image_size, epochs=args.epochs,
+                   batch_size=args.batch_size, units=args.units, patience=args.patience, seed=args.seed,
+                   resume=args.resume, strategy=args.strategy, model_name=args.model, grid_pool=args.grid_pool,
+                   tensorboard=args.tensorboard,
+                   verbose="auto" if sys.stdout.isatty() else 2)  # one line an epoch in logs
+    files = work.model(args.model)
+    config = json.loads(files.record.read_text(encoding="utf-8"))
+    ran, total = config["epochs_this_run"], config["epochs_run"]
+    print(f"Trained {ran} epoch{'s' if ran != 1 else ''}{f' ({total} in all)' if total != ran else ''}; best dev loss "
+          f"{config['best_val_loss']:.3f} (epoch {config['best_epoch']}); model saved to {files.keras}")
+    return {"epochs": ran, "epochs_in_all": total, "best_val_loss": config["best_val_loss"],
+            "best_epoch": config["best_epoch"]}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
-    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor)
+    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor, model_name=args.model)
     _print_evaluation(result)
     return result
 
 
+def _image_files(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """The image files named or inside the folders named, and a problem line for each argument that gave none."""
+    files, problems = [], []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if "://" in argument:
+            problems.append(f"{argument}: a web address; download the picture first, then caption the file")
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += found
+            if not found:
+                problems.append(f"{argument}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{argument}: no such file or folder")
+    return files, problems
+
+
 def cmd_caption(args: argparse.Namespace) -> dict:
-    paths = [p for arg in args.images for p in (sorted(Path(arg).glob("*")) if Path(arg).is_dir() else [Path(arg)])]
-    captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam)
+    paths, problems = _image_files(args.images)
+    captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam, args.model) if paths else ({}, {})
     for name, caption in captions.items():
-        print(f"{name}: {caption}")
-    for name, reason in failed.items():
-        print(f"{name}: could not be read ({reason})", file=sys.stderr)
-    return {"captions": captions, "failed": failed}
+        print(f"{printable(name)}: {caption}")
+    for line in problems + [f"{printable(name)}: could not be read ({reason})" for name, reason in failed.items()]:
+        print(line, file=sys.stderr)
+    if not captions:
+        raise CourseError("No image was captioned: give image files or folders of them "
+                          f"(e.g. python -m helpers caption {fixture_dir() / 'Images'}).")
+    return {"captions": captions, "failed": failed, "problems": problems}
 
 
 def cmd_run(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
     summary = cmd_prepare(args)
-    found = pipeline.extract(work, args.weights, args.image_size, args.batch_size, progress=not args.json)
+    _extract(args, DECODERS[args.decoder].pooling)
     cmd_train(args)
     result = cmd_evaluate(args)
-    untrained = pipeline.untrained_bleu(work, "test", args.seed)
-    print(f"An untrained model scores BLEU-1 {untrained['bleu1']:.3f} on the same images.")
     shown = dict(list(result["captions"].items())[:args.show])
     references = work.read_json("captions.json")[args.split]
-    for name, caption in shown.items():
-        print(f"\n{name}\n  model: {caption}\n  human: {references[name][0]}")
-    return {"prepare": summary, **{k: result[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor", "human")},
-            "untrained": untrained, "captions": shown}
+    for key, caption in shown.items():
+        print(f"\n{printable(key)}\n  model: {caption}\n  human: {references[key][0]}")
+    scores = {k: result[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor", "human", "floor")}
+    return {"prepare": summary, **scores, "captions": shown}
 
 
 def cmd_fixture(args: argparse.Namespace) -> dict:
     from helpers.fixture import make_fixture
-    from helpers.paths import fixture_dir
 
-    out = make_fixture(args.out if args.out_given else fixture_dir())
+    out = make_fixture(args.folder)
     print(f"Fixture written to {out}")
     return {"fixture": str(out)}
 
@@ -109,74 +156,141 @@ def cmd_fixture(args: argparse.Namespace) -> dict:
 def _what_was_saved(args: argparse.Namespace) -> str:
     """After Ctrl-C: what the interrupted command kept on disk, and how to go on."""
     work = Workspace(args.out)
-    if args.command in ("train", "run") and work.path("model.json").is_file() \
-            and work.read_json("model.json").get("interrupted"):
-        return (f"the best epoch so far is saved in {work.path('model.keras')}. Continue from it with "
-                f"`python -m helpers train --resume --out {args.out}` (or train(..., resume=True) in Python).")
-    if args.command in ("features", "run") and any(work.root.glob("xception_*.npz")):
-        return (f"the features computed so far are saved in {work.root}; run the same command again "
-                "to finish the others.")
+    files = work.model(getattr(args, "model", "model"))
+    if args.command in ("train", "run") and files.record.is_file():
+        config = json.loads(files.record.read_text(encoding="utf-8"))
+        if config.get("status") == "training":
+            return (f"the best epoch so far (epoch {config.get('best_epoch')}) is saved in {files.keras}. "
+                    f"Continue from it with {files.train_command().rstrip('`')} --resume --out {args.out}` (or "
+                    "train(..., resume=True) in Python).")
+    if args.command in ("features", "run") and any(work.root.glob("*/index.json")):
+        return (f"the features computed so far are saved in {work.root}; run the same command again to finish "
+                "the others.")
     return "nothing new was saved; run the command again."
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    """All subcommands and their options."""
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
+    """All subcommands and their options, each with its help and its default."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", type=Path, default=None, help="work folder (default: ./work in the course repo)")
+    common.add_argument("--out", type=Path, default=None,
+                        help=f"work folder (default: $COURSE_WORK_DIR, else {default_work_dir()})")
     common.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--model", default="model",
+                       help="which trained model of the work folder: NAME.keras (model.keras by default)")
     data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--data", type=Path, default=None, help="Flickr8k folder, either layout (default: the fixture)")
-    data.add_argument("--min-count", type=int, default=pipeline.MIN_COUNT, help="keep words seen at least this often in train")
+    data.add_argument("--data", type=Path, default=None,
+                      help="dataset folder in any layout the course reads (default: the shipped fixture)")
+    data.add_argument("--min-count", type=_positive, default=MIN_COUNT,
+                      help="keep the words seen at least this often in the train captions")
     enc = argparse.ArgumentParser(add_help=False)
+    enc.add_argument("--encoder", default="xception", choices=tuple(ENCODERS), help="the pretrained CNN")
     enc.add_argument("--weights", default="auto",
-                     help="imagenet, none (untrained) or a local .h5 file (default: none on the fixture, else imagenet)")
-    enc.add_argument("--image-size", type=int, default=299)
-    enc.add_argument("--batch-size", type=int, default=32, help="images per encoder batch")
+                     help="imagenet, none (untrained) or a local .h5 file; auto: none on the fixture, else imagenet")
+    enc.add_argument("--image-size", type=_positive, default=None,
+                     help="the encoder's input size in pixels (default: its own, 299 for xception)")
+    images = argparse.ArgumentParser(add_help=False)
+    images.add_argument("--image-batch-size", type=_positive, default=32,
+                        help="images per encoder call (lower it if memory runs out)")
     fit = argparse.ArgumentParser(add_help=False)
-    fit.add_argument("--epochs", type=int, default=pipeline.EPOCHS)
-    fit.add_argument("--units", type=int, default=256)
-    fit.add_argument("--patience", type=int, default=3)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--resume", action="store_true", help="start from the saved checkpoint")
+    fit.add_argument("--decoder", default="merge", choices=tuple(DECODERS),
+                     help="merge, init-inject, or soft attention over the encoder's grid")
+    fit.add_argument("--epochs", type=_positive, default=pipeline.EPOCHS,
+                     help="the most epochs to train; early stopping usually ends sooner")
+    fit.add_argument("--batch-size", type=_positive, default=64, help="captions per training batch")
+    fit.add_argument("--units", type=_positive, default=256, help="size of the word vectors, the LSTM and dense layers")
+    fit.add_argument("--patience", type=_positive, default=3,
+                     help="stop after this many epochs without a better dev loss")
+    fit.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same model)")
+    fit.add_argument("--grid-pool", type=_positive, default=1,
+                     help="attention: average blocks of this many cells a side first (2: a 10 x 10 grid -> 5 x 5)")
+    fit.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                     help="also write TensorBoard logs there (then: tensorboard --logdir DIR)")
+    fit.add_argument("--resume", action="store_true", help="continue from the saved checkpoint")
     fit.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored"),
                      help="tf.distribute strategy: auto = mirrored on 2+ GPUs, else default (--batch-size is global)")
     beam = argparse.ArgumentParser(add_help=False)
-    beam.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    beam.add_argument("--beam", type=_positive, default=1, help="beam width (1 = greedy search)")
     split = argparse.ArgumentParser(add_help=False)
-    split.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    split.add_argument("--split", default="test", choices=("train", "dev", "test"),
+                       help="the split to score (report test; tune settings on dev)")
     split.add_argument("--meteor", action="store_true", help="also METEOR (needs the eval extra and Java; ~10 s)")
 
-    sub.add_parser("prepare", parents=[common, data], help="load, clean, split, build the vocabulary").set_defaults(func=cmd_prepare)
-    sub.add_parser("features", parents=[common, enc], help="extract Xception features (cached, resumable)").set_defaults(func=cmd_features)
-    sub.add_parser("train", parents=[common, enc, fit], help="train the LSTM decoder").set_defaults(func=cmd_train)
-    sub.add_parser("evaluate", parents=[common, beam, split], help="BLEU-1..4 on a split").set_defaults(func=cmd_evaluate)
-    cap = sub.add_parser("caption", parents=[common, beam], help="caption image files or folders")
-    cap.add_argument("images", nargs="+", type=Path)
-    cap.set_defaults(func=cmd_caption)
-    run = sub.add_parser("run", parents=[common, data, enc, fit, beam, split], help="the whole pipeline")
-    run.add_argument("--show", type=int, default=3, help="test captions to print")
-    run.set_defaults(func=cmd_run)
-    sub.add_parser("fixture", parents=[common], help="regenerate the shipped fixture (deterministic; --out to write elsewhere)").set_defaults(func=cmd_fixture)
+    def add(name: str, parents: list, help: str, func) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, parents=parents, help=help, description=help, formatter_class=formatter)
+        command.set_defaults(func=func)
+        return command
+
+    add("prepare", [common, data], "load, clean and split the captions, build the vocabulary", cmd_prepare)
+    features = add("features", [common, enc], "encode every image into the feature cache (resumable)", cmd_features)
+    features.add_argument("--batch-size", dest="image_batch_size", type=_positive, default=32,
+                          help="images per encoder call (lower it if memory runs out)")
+    features.add_argument("--grid", action="store_true",
+                          help="keep the encoder's grid of vectors (for --decoder attention)")
+    add("train", [common, named, enc, fit], "train a decoder on the cached features", cmd_train)
+    add("evaluate", [common, named, beam, split], "BLEU-1..4 and CIDEr-D on a split", cmd_evaluate)
+    caption = add("caption", [common, named, beam], "caption image files or folders of them", cmd_caption)
+    caption.add_argument("images", nargs="+", help="image files or folders (download web pictures first)")
+    run = add("run", [common, named, data, enc, images, fit, beam, split], "the whole pipeline, prepare to evaluate",
+              cmd_run)
+    run.add_argument("--show", type=int, default=3, help="test captions to print beside a human's")
+    fixture = add("fixture", [common], "regenerate the shipped fixture (deterministic)", cmd_fixture)
+    fixture.add_argument("folder", nargs="?", type=Path, default=fixture_dir(), help="where to write it")
     return parser
 
 
+def _file_problem(error: OSError, work: Path) -> str | None:
+    """One line for a file-system error on a work-folder file (None for any other file: a bug shows its traceback)."""
+    name = Path(error.filename or "")
+    try:
+        inside = name.resolve().is_relative_to(work.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        return None
+    if error.errno == errno.ENOSPC:
+        return f"the disk is full while writing {name}: free some space (or use --out on another disk); " \
+               "what was saved before is intact"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {name}: the folder is read-only for you; use --out with a folder you can write to"
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{name} is in the way: --out must be a folder, not a file"
+    return f"{name}: {error.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; problems with the user's files end in a message, not a traceback."""
-    warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
+    """Run one subcommand; problems with the user's data, files or settings end in a message, not a traceback."""
     args = _parser().parse_args(argv)
-    args.out_given = args.out is not None
-    args.out = args.out or default_work_dir()
+    args.out = Path(args.out or default_work_dir()).expanduser()
     try:
         with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # keep stdout pure JSON
             result = args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        problem = _file_problem(error, args.out)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: {_what_was_saved(args)}", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1, default=str))
     return 0

@@ -1,30 +1,22 @@
-"""Read Flickr8k as learners download it: the Kaggle copy or the original Flickr8k_text release.
+"""Load any dataset layout the course knows into one `CaptionDataset`: cleaned captions, the split, what was dropped.
 
-Kaggle (adityajn105/flickr8k):       Images/*.jpg + captions.txt (CSV with an `image,caption` header)
-Original (Flickr8k_Dataset.zip +     Flicker8k_Dataset/*.jpg (sic) + Flickr8k_text/Flickr8k.token.txt
-          Flickr8k_text.zip):        (`name.jpg#k<TAB>caption`) + Flickr8k_text/Flickr_8k.*Images.txt
-
-Both give the same `CaptionDataset`: cleaned captions per image, the official train/dev/test split,
-and a list of every row or image that was dropped, with its reason. The bigger datasets (Flickr30k, MS-COCO,
-Karpathy's split files) are read by helpers/more_datasets.py into the same `CaptionDataset` (docs/datasets.md).
+The layouts (helpers/layouts/) are tried in the order of `LAYOUTS`; each says whether a folder holds it and
+reads its rows. This module checks every row the same way (a safe image name, an image on disk, a caption
+left after cleaning) and reports each row it drops with its reason.
 """
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.cleaning import clean_caption
-from helpers.paths import official_splits_dir
+from helpers.errors import DatasetError
+from helpers.layouts import coco, flickr8k, flickr30k
+from helpers.layouts.base import SPLITS, Found, Layout, Skipped, printable, unsafe_key
 
-SPLITS = ("train", "dev", "test")
-SPLIT_FILES = {s: f"Flickr_8k.{s}Images.txt" for s in SPLITS}
-KAGGLE_IMAGE_DIRS = ("Images", "Images/Images")
-ORIGINAL_IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "Flickr8k_Dataset/Flicker8k_Dataset",
-                       "Flickr8k_Dataset/Flickr8k_Dataset")
-TOKEN_FILE = "Flickr8k_text/Flickr8k.token.txt"
+LAYOUTS: tuple[Layout, ...] = (*flickr8k.LAYOUTS, *flickr30k.LAYOUTS, *coco.LAYOUTS)
 DOWNLOAD_HELP = """\
 Get Flickr8k in one of two layouts (see README, "Get Flickr8k"):
   Kaggle:   https://www.kaggle.com/datasets/adityajn105/flickr8k -> unzip so that the folder holds
@@ -33,26 +25,18 @@ Get Flickr8k in one of two layouts (see README, "Get Flickr8k"):
             Flicker8k_Dataset/ and Flickr8k_text/Flickr8k.token.txt
 Or use the small fixture dataset that ships with the course: leave out --data on the command line, or set
 COURSE_DATA=fixture (DATA = "fixture" in a notebook's parameters cell).
-Flickr30k and MS-COCO work too: docs/datasets.md says how to get them and the layouts the course reads.
 See docs/troubleshooting.md for the messages the course prints and their fixes."""
-
-
-class DatasetError(FileNotFoundError):
-    """The dataset folder is missing or not in a layout the course knows."""
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A caption row or image the loader dropped, and why."""
-
-    file: str
-    item: str
-    reason: str
+LAYOUT_HELP = "Every layout the course reads (docs/datasets.md says where to get each one):\n" + "\n".join(
+    f"  {layout.name + ':':<18}{layout.summary}" for layout in LAYOUTS)
 
 
 @dataclass
 class CaptionDataset:
-    """Cleaned captions per image, the split, and what was dropped on the way."""
+    """Cleaned captions per image key, the split, and what was dropped on the way.
+
+    An image's key is its path relative to `images_dir` (a file name for Flickr8k, `val2014/x.jpg` for COCO):
+    the one name the course uses for that image everywhere (captions.json, feature caches, evaluation).
+    """
 
     root: Path
     layout: str
@@ -62,14 +46,15 @@ class CaptionDataset:
     splits: dict[str, list[str]]
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the split was chosen, rows that were repaired
+    split_source: str = ""  # the split-list files (or the field) the split came from
 
-    def image_path(self, name: str) -> Path:
+    def image_path(self, key: str) -> Path:
         """Full path of an image of this dataset."""
-        return self.images_dir / name
+        return self.images_dir / key
 
     def split_captions(self, split: str) -> dict[str, list[str]]:
-        """Image name -> cleaned captions for the images of one split."""
-        return {name: self.captions[name] for name in self.splits[split]}
+        """Image key -> cleaned captions for the images of one split."""
+        return {key: self.captions[key] for key in self.splits[split]}
 
     @property
     def caption_count(self) -> int:
@@ -77,115 +62,60 @@ class CaptionDataset:
         return sum(len(c) for c in self.captions.values())
 
 
-def _first_dir(root: Path, candidates: tuple[str, ...]) -> Path | None:
-    """The deepest candidate folder that exists and holds files (handles Images/Images unzips)."""
-    found = [root / c for c in candidates if (root / c).is_dir() and any((root / c).glob("*.*"))]
-    return max(found, key=lambda p: len(p.parts), default=None)
-
-
-def detect_layout(root: str | Path) -> tuple[str, Path, Path]:
-    """Return (layout, images folder, captions file) for a dataset folder, or raise DatasetError."""
+def detect_layout(root: str | Path) -> Found:
+    """Which layout a dataset folder holds, with its images folder and captions file; else a DatasetError."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"Dataset folder not found: {root}\n{DOWNLOAD_HELP}")
-    kaggle_images, original_images = _first_dir(root, KAGGLE_IMAGE_DIRS), _first_dir(root, ORIGINAL_IMAGE_DIRS)
-    if (root / "captions.txt").is_file() and kaggle_images:
-        return "kaggle", kaggle_images, root / "captions.txt"
-    if (root / TOKEN_FILE).is_file() and original_images:
-        return "original", original_images, root / TOKEN_FILE
-    from helpers.more_datasets import detect_more  # imported here: more_datasets builds on this module
-
-    if found := detect_more(root):
-        return found
-    raise DatasetError(_layout_problem(root, kaggle_images or original_images))
+    for layout in LAYOUTS:
+        if found := layout.detect(root):
+            return found
+    raise DatasetError(_layout_problem(root))
 
 
-def _layout_problem(root: Path, images: Path | None) -> str:
+def _layout_problem(root: Path) -> str:
     """Explain what a dataset folder holds and what was expected instead."""
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     shown = ", ".join(entries[:12]) + (f" ... ({len(entries)} entries)" if len(entries) > 12 else "")
+    images = flickr8k.first_dir(root, flickr8k.KAGGLE_IMAGE_DIRS + flickr8k.ORIGINAL_IMAGE_DIRS)
+    captions = (root / flickr8k.KAGGLE_CAPTIONS).is_file() or (root / flickr8k.TOKEN_FILE).is_file()
     hints = []
     if any(name.endswith(".zip") for name in entries):
         hints.append("It holds a .zip archive: unzip it into this folder first.")
-    if images and not ((root / "captions.txt").is_file() or (root / TOKEN_FILE).is_file()):
-        hints.append(f"Images were found in {images}, but no captions file (captions.txt or {TOKEN_FILE}).")
-    if not images and ((root / "captions.txt").is_file() or (root / TOKEN_FILE).is_file()):
+    if images and not captions:
+        hints.append(f"Images were found in {images}, but no captions file "
+                     f"({flickr8k.KAGGLE_CAPTIONS} or {flickr8k.TOKEN_FILE}).")
+    if captions and not images:
         hints.append("A captions file was found, but no folder of images next to it.")
-    from helpers.more_datasets import LAYOUT_HELP
-
-    return "\n".join([f"{root} is not a Flickr8k folder in a layout the course knows.",
+    return "\n".join([f"{root} is not a dataset folder in a layout the course knows.",
                       f"Found: {shown or 'nothing (the folder is empty)'}", *hints, DOWNLOAD_HELP, LAYOUT_HELP])
-
-
-def read_kaggle_captions(path: Path) -> tuple[list[tuple[str, str, str]], list[Skipped]]:
-    """Rows (image, caption, row label) of a Kaggle captions.txt, parsed as CSV."""
-    rows, skipped = [], []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
-            raise DatasetError(f"{path} should start with the header line 'image,caption', found {header!r}. "
-                               "Is this the Kaggle Flickr8k captions.txt?")
-        for fields in reader:
-            label = f"line {reader.line_num}"
-            if not any(x.strip() for x in fields):
-                continue
-            if len(fields) < 2 or not ",".join(fields[1:]).strip():
-                skipped.append(Skipped(path.name, label, "row has no caption"))
-                continue
-            rows.append((fields[0].strip(), ",".join(fields[1:]), label))
-    return rows, skipped
-
-
-def read_token_captions(path: Path) -> tuple[list[tuple[str, str, str]], list[Skipped]]:
-    """Rows (image, caption, row label) of an original Flickr8k.token.txt (`name.jpg#k<TAB>caption`)."""
-    rows, skipped = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        key, tab, caption = line.partition("\t")
-        name = key.rpartition("#")[0] if "#" in key else key
-        if not tab or not caption.strip():
-            skipped.append(Skipped(path.name, f"line {number}", "row has no caption (expected name.jpg#k<TAB>caption)"))
-            continue
-        rows.append((name.strip(), caption, f"line {number}"))
-    return rows, skipped
-
-
-def read_split_lists(root: Path, layout: str) -> dict[str, list[str]]:
-    """The dataset's own split lists if it has them, else the official lists shipped with the course."""
-    own = root / "Flickr8k_text" if layout == "original" else root
-    folder = own if all((own / f).is_file() for f in SPLIT_FILES.values()) else official_splits_dir()
-    return {s: [n.strip() for n in (folder / f).read_text(encoding="utf-8").split() if n.strip()]
-            for s, f in SPLIT_FILES.items()}
 
 
 def load_dataset(root: str | Path) -> CaptionDataset:
     """Load, clean and split a dataset folder in any layout `detect_layout` knows."""
-    layout, images_dir, captions_file = detect_layout(root)
-    if layout in ("kaggle", "original"):
-        reader = read_kaggle_captions if layout == "kaggle" else read_token_captions
-        (rows, skipped), notes = reader(captions_file), []
-        split_lists = read_split_lists(Path(root), layout)
-    else:
-        from helpers.more_datasets import read_more
-
-        rows, skipped, split_lists, notes = read_more(layout, Path(root).expanduser(), captions_file)
-    if not rows:
-        raise DatasetError(f"{captions_file} holds no caption rows ({len(skipped)} rows without a caption): "
-                           f"expected one `image,caption` row per caption (40,455 in Flickr8k). Is the download "
+    root = Path(root).expanduser()
+    found = detect_layout(root)
+    layout = next(layout for layout in LAYOUTS if layout.name == found.layout)
+    read = layout.read(root, found)
+    if not read.rows:
+        raise DatasetError(f"{found.captions_file} holds no caption rows ({len(read.skipped)} rows without a "
+                           f"caption): expected one row per caption (40,455 in Flickr8k). Is the download "
                            f"complete?\n{DOWNLOAD_HELP}")
-    on_disk = {name for name in {row[0] for row in rows} if (images_dir / name).is_file()}  # names may hold a folder
+    file, skipped = found.captions_file.name, list(read.skipped)
+    problems = {key: unsafe_key(key) for key in {row[0] for row in read.rows}}
+    on_disk = {key for key, problem in problems.items() if problem is None and (found.images_dir / key).is_file()}
     raw, cleaned = defaultdict(list), defaultdict(list)
-    for name, caption, label in rows:
-        if name not in on_disk:
-            skipped.append(Skipped(captions_file.name, label, f"image {name} not found in {images_dir}"))
-            continue
-        clean = clean_caption(caption)
-        if not clean:
-            skipped.append(Skipped(captions_file.name, label, f"caption of {name} is empty after cleaning: {caption!r}"))
-            continue
-        raw[name].append(caption)
-        cleaned[name].append(clean)
-    splits = {s: [n for n in names if n in cleaned] for s, names in split_lists.items()}
-    return CaptionDataset(Path(root), layout, images_dir, dict(raw), dict(cleaned), splits, skipped, notes)
+    for key, caption, label in read.rows:
+        if problems[key]:
+            skipped.append(Skipped(file, label, f"image {printable(key)!r}: {problems[key]}"))
+        elif key not in on_disk:
+            skipped.append(Skipped(file, label, f"image {printable(key)} not found in {found.images_dir}"))
+        elif not (clean := clean_caption(caption)):
+            skipped.append(Skipped(file, label, f"caption of {printable(key)} has no words left after cleaning: "
+                                   f"{printable(caption)!r}"))
+        else:
+            raw[key].append(caption)
+            cleaned[key].append(clean)
+    splits = {s: [key for key in dict.fromkeys(read.splits.get(s, [])) if key in cleaned] for s in SPLITS}
+    return CaptionDataset(root, found.layout, found.images_dir, dict(raw), dict(cleaned), splits, skipped,
+                          read.notes, read.split_source)

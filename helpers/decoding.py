@@ -1,81 +1,64 @@
-"""Generate captions from a trained merge model: greedy and beam search, a whole batch of images at once.
+"""Write captions with a trained decoder: greedy or beam search, a whole batch of images at once.
 
-The full model reads a whole caption at once. To generate, we need it one word at a time, so we take
-its layers by name and run them step by step: the LSTM's cell carries the (h, c) state from one word
-to the next. Every step of a batch runs inside one compiled `tf.function`, which is hundreds of times
-faster than calling `model.predict` for every word of every image (`predict_loop_caption`).
+    result = decode(model, features, vocab)                   # greedy: result.captions, result.ids
+    result = decode(model, features, vocab, beam_width=3)     # beam search, the best of 3 beams per image
+
+One path serves every decoder: each provides a `StepDecoder` (helpers/decoders/base.py) that advances one word
+at a time, and the search runs all its steps inside one compiled `tf.function`, hundreds of times faster than
+calling `model.predict` for every word (helpers/tutorial_baselines.py keeps that way, for comparison).
+Tokens the decoder may never write are ruled out: `<pad>`, `<start>` and `<unk>` (a caption would show a gap
+where it stood) always, and `<end>` as the first word, so no caption comes out empty.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+from helpers.decoders import step_decoder_for
+from helpers.decoders.base import StepDecoder
+from helpers.errors import SettingError
+from helpers.vocabulary import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, Vocabulary
 
 
-def allowed_words(vocab_size: int) -> np.ndarray:
-    """1.0 for every word the decoder may produce, 0.0 for `<pad>` and `<start>` (never targets in training)."""
-    allowed = np.ones(vocab_size, dtype="float32")
-    allowed[[PAD_ID, START_ID]] = 0.0
-    return allowed
+def ruled_out(vocab_size: int, first_step: bool) -> tf.Tensor:
+    """0 for every word the decoder may write next, -inf for `<pad>`, `<unk>`, `<start>` (and `<end>` at first)."""
+    banned = [PAD_ID, UNK_ID, START_ID] + ([END_ID] if first_step else [])
+    mask = np.zeros(vocab_size, dtype="float32")
+    mask[banned] = -np.inf
+    return tf.constant(mask)
 
 
-class StepDecoder:
-    """The merge model's layers, rearranged to advance one word at a time for a batch.
-
-    Any decoder with this `start`/`location_count`/`step` interface (the attention model's too) can use
-    `greedy_search` and `beam_search`: `start` gives the per-image `memory` (tensors with one row per image)
-    and the LSTM state.
-    """
-
-    def __init__(self, model: keras.Model):
-        layer = model.get_layer
-        self.normalize, self.image_dense = layer("normalize"), layer("image_dense")
-        self.embedding, self.cell = layer("embedding"), layer("lstm").cell
-        self.merge, self.decoder_dense, self.next_word = layer("merge"), layer("decoder_dense"), layer("next_word")
-        self.allowed = tf.constant(allowed_words(self.next_word.units))
-
-    def start(self, features: tf.Tensor) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
-        """Memory [image vectors (B, units)] and the LSTM's empty state [h, c] for a batch of features (B, F)."""
-        image_vector = self.image_dense(self.normalize(features))
-        zeros = tf.zeros([tf.shape(features)[0], self.cell.units])
-        return [image_vector], [zeros, zeros]
-
-    def location_count(self, memory: list[tf.Tensor]) -> int:
-        """How many image locations a step attends to: none, the merge model sees one vector."""
-        return 0
-
-    def step(self, memory: list[tf.Tensor], words: tf.Tensor, state: list[tf.Tensor]):
-        """Previous word ids (B,) -> next-word probabilities (B, V), the new state, and attention weights.
-
-        `<pad>` and `<start>` are ruled out. The merge model looks at no locations: its weights are (B, 0).
-        """
-        [image_vector] = memory
-        vectors = tf.gather(self.embedding.embeddings, words)  # the embedding's lookup, without its padding mask
-        output, state = self.cell(vectors, state, training=False)
-        probs = self.next_word(self.decoder_dense(self.merge([image_vector, output])))
-        return probs * self.allowed, state, tf.zeros([tf.shape(words)[0], 0])
+def next_word_log_probs(logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    """Log-probabilities of the next word (B, V) from logits, with the words ruled out at step t at -inf."""
+    vocab_size = logits.shape[-1]
+    mask = tf.where(t == 0, ruled_out(vocab_size, True), ruled_out(vocab_size, False))
+    return tf.nn.log_softmax(logits + mask, axis=-1)
 
 
-def greedy_search(decoder, inputs: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The most likely word at each of `steps` steps: (ids (B, steps), attention weights (B, steps, L)).
+def greedy_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The most likely word at each of `steps` steps: (ids (B, steps), log-probabilities (B,), weights (B, steps, L)).
 
-    Runs inside a `tf.function`. After `<end>` a row only gets padding (and zero weights); the loop stops
-    as soon as every row has ended.
+    Runs inside a `tf.function`. After `<end>` a row only gets padding (and zero weights); the loop stops as soon
+    as every row has ended.
     """
     memory, state = decoder.start(inputs)
     words = tf.fill([tf.shape(inputs)[0]], START_ID)
     finished = tf.zeros_like(words, dtype=tf.bool)
+    total = tf.zeros([tf.shape(inputs)[0]])
     chosen = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
     looked = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
     for t in tf.range(steps):
-        probs, state, weights = decoder.step(memory, words, state)
-        words = tf.where(finished, PAD_ID, tf.argmax(probs, axis=-1, output_type=tf.int32))  # after <end>: padding
+        logits, state, weights = decoder.step(memory, words, state)
+        log_probs = next_word_log_probs(logits, t)
+        best = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        total += tf.where(finished, 0.0, tf.reduce_max(log_probs, axis=-1))
+        words = tf.where(finished, PAD_ID, best)  # after <end>: padding
         chosen = chosen.write(t, words)
         looked = looked.write(t, tf.where(finished[:, None], 0.0, weights))
         finished = finished | (words == END_ID)
@@ -83,11 +66,11 @@ def greedy_search(decoder, inputs: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf
             break
     ids, weights = tf.transpose(chosen.stack()), tf.transpose(looked.stack(), [1, 0, 2])  # (B, steps taken, ...)
     missing = steps - tf.shape(ids)[1]
-    return (tf.pad(ids, [[0, 0], [0, missing]], constant_values=PAD_ID),
+    return (tf.pad(ids, [[0, 0], [0, missing]], constant_values=PAD_ID), total,
             tf.pad(weights, [[0, 0], [0, missing], [0, 0]]))
 
 
-def beam_search(decoder, inputs: tf.Tensor, steps: int, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def beam_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The `k` most probable captions per image: (ids (B, k, steps), total log-probabilities (B, k),
     attention weights (B, k, steps, L)). Runs inside a `tf.function`; row b*k + j is beam j of image b."""
     batch = tf.shape(inputs)[0]
@@ -99,17 +82,12 @@ def beam_search(decoder, inputs: tf.Tensor, steps: int, k: int) -> tuple[tf.Tens
 
     memory, state = decoder.start(inputs)
     memory, state = [tf.repeat(m, k, axis=0) for m in memory], [tf.repeat(s, k, axis=0) for s in state]
-    words = tf.fill([batch * k], START_ID)
-    # Only beam 0 is alive at first, so the first step does not pick the same word k times.
-    scores = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)]), [batch, 1])
-    finished = tf.zeros([batch, k], dtype=tf.bool)
-    ids = tf.zeros([batch, k, steps], dtype=tf.int32)
-    locations = decoder.location_count(memory)
-    looked = tf.zeros([batch, k, steps, locations])
-    for t in tf.range(steps):
-        probs, state, weights = decoder.step(memory, words, state)
-        vocab_size = tf.shape(probs)[-1]
-        log_probs = tf.reshape(tf.math.log(probs), [batch, k, vocab_size])  # ruled-out words: -inf
+
+    def advance(t, words, state, scores, finished, ids, looked):
+        """One step of every beam: extend each by every word, keep the k best of all extensions."""
+        logits, state, weights = decoder.step(memory, words, state)
+        vocab_size, locations = tf.shape(logits)[-1], tf.shape(weights)[-1]
+        log_probs = tf.reshape(next_word_log_probs(logits, t), [batch, k, vocab_size])
         # A finished beam can only continue with padding, at no cost: it keeps its score.
         pad_only = tf.where(tf.range(vocab_size) == PAD_ID, 0.0, -np.inf)
         log_probs = tf.where(finished[:, :, None], pad_only, log_probs)
@@ -119,10 +97,20 @@ def beam_search(decoder, inputs: tf.Tensor, steps: int, k: int) -> tuple[tf.Tens
         parent, words = best // vocab_size, best % vocab_size
         state = [regroup(s, parent) for s in state]
         step_mask = tf.one_hot(t, steps)
+        if looked is None:  # the first step tells how many locations there are
+            looked = tf.zeros([batch, k, steps, locations])
         looked = tf.gather(looked + weights[:, :, None, :] * step_mask[:, None], parent, batch_dims=1)
         ids = tf.gather(ids, parent, batch_dims=1) + words[:, :, None] * tf.cast(step_mask, tf.int32)
         finished = tf.gather(finished, parent, batch_dims=1) | (words == END_ID)
-        words = tf.reshape(words, [-1])
+        return tf.reshape(words, [-1]), state, scores, finished, ids, looked
+
+    # Only beam 0 is alive at first, so the first step does not pick the same word k times.
+    scores = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)]), [batch, 1])
+    carried = advance(tf.constant(0), tf.fill([batch * k], START_ID), state, scores,
+                      tf.zeros([batch, k], dtype=tf.bool), tf.zeros([batch, k, steps], dtype=tf.int32), None)
+    words, state, scores, finished, ids, looked = carried
+    for t in tf.range(1, steps):
+        words, state, scores, finished, ids, looked = advance(t, words, state, scores, finished, ids, looked)
     return ids, scores, looked
 
 
@@ -132,117 +120,71 @@ def best_beams(ids: np.ndarray, scores: np.ndarray, length_penalty: float = 0.0)
     return (scores / np.maximum(lengths, 1) ** length_penalty).argmax(axis=1)
 
 
-def greedy_function(model: keras.Model, steps: int) -> Callable:
-    """A compiled function: features (B, F) -> the most likely word at each of `steps` steps (B, steps)."""
-    decoder = StepDecoder(model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, model.input["image"].shape[-1]], tf.float32)])
-    def greedy(features):
-        return greedy_search(decoder, features, steps)[0]
-
-    return greedy
-
-
-def beam_function(model: keras.Model, steps: int, beam_width: int) -> Callable:
-    """A compiled function: features (B, F) -> (ids (B, K, steps), total log-probabilities (B, K)) of K beams."""
-    decoder = StepDecoder(model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, model.input["image"].shape[-1]], tf.float32)])
-    def beam(features):
-        return beam_search(decoder, features, steps, beam_width)[:2]
-
-    return beam
-
-
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
 
 
-def compiled_decoder(model: keras.Model, settings: tuple, build: Callable[[], Callable]) -> Callable:
-    """Compile a decoding function once per model and settings, not on every call (TensorFlow warns)."""
+def _compiled(model: keras.Model, steps: int, beam_width: int) -> Callable:
+    """The compiled search of one model, steps and beam width: built once, then reused (no retracing)."""
     functions = _COMPILED.setdefault(model, {})
-    if settings not in functions:
-        functions[settings] = build()
-    return functions[settings]
+    if (steps, beam_width) not in functions:
+        decoder = step_decoder_for(model)
+        spec = tf.TensorSpec([None, *model.input["image"].shape[1:]], tf.float32)
+
+        @tf.function(input_signature=[spec], reduce_retracing=True)
+        def search(features):
+            if beam_width == 1:
+                ids, scores, weights = greedy_search(decoder, features, steps)
+                return ids[:, None], scores[:, None], weights[:, None]
+            return beam_search(decoder, features, steps, beam_width)
+
+        functions[(steps, beam_width)] = search
+    return functions[(steps, beam_width)]
 
 
-def batches(features: np.ndarray, batch_size: int, shape: str = "(images, feature_dim)"):
-    """Slices of `batch_size` images of a feature array with the given `shape`, as float32 tensors."""
-    features = np.asarray(features)
-    if features.ndim != shape.count(",") + 1:
-        raise ValueError(f"Expected features of shape {shape}, got {features.shape}")
-    for start in range(0, len(features), batch_size):
-        yield tf.constant(features[start : start + batch_size], dtype=tf.float32)
+@dataclass
+class Decoded:
+    """What `decode` found for each image: word ids (N, steps), total log-probability (N,), the caption text,
+    and the attention weights of each step (N, steps, L), zero after `<end>` (L = 0 without attention)."""
+
+    ids: np.ndarray
+    log_probs: np.ndarray
+    captions: list[str]
+    weights: np.ndarray
 
 
-def greedy_ids(model: keras.Model, features: np.ndarray, vocab: Vocabulary, batch_size: int = 64) -> np.ndarray:
-    """Word ids (images, vocab.sequence_length) chosen greedily; padding after `<end>`."""
-    steps = vocab.sequence_length
-    greedy = compiled_decoder(model, ("greedy", steps), lambda: greedy_function(model, steps))
-    parts = [greedy(batch).numpy() for batch in batches(features, batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, steps), dtype="int32")
+def check_beam_width(beam_width: int, vocab: Vocabulary) -> int:
+    """`beam_width` if it is between 1 and the number of real words, else a SettingError."""
+    words = len(vocab) - len(RESERVED)
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= max(words, 1):
+        raise SettingError(f"The beam width must be a whole number from 1 (greedy search) to {words} (the words of "
+                           f"the vocabulary), not {beam_width!r}; 3 to 5 is usual.")
+    return beam_width
 
 
-def greedy_captions(model: keras.Model, features: np.ndarray, vocab: Vocabulary, batch_size: int = 64) -> list[str]:
-    """One caption per row of `features` (images, F), taking the most likely word at each step."""
-    return [vocab.decode(ids) for ids in greedy_ids(model, features, vocab, batch_size)]
+def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary, beam_width: int = 1,
+           keys: Sequence[str] | None = None, batch_size: int = 64, length_penalty: float = 0.0) -> Decoded:
+    """Captions for a batch of images: greedy search (beam_width 1) or the best of `beam_width` beams.
 
-
-def beam_ids(
-    model: keras.Model,
-    features: np.ndarray,
-    vocab: Vocabulary,
-    beam_width: int = 3,
-    batch_size: int = 64,
-    length_penalty: float = 0.0,
-) -> np.ndarray:
-    """Word ids (images, vocab.sequence_length) of the best of `beam_width` beams; padding after `<end>`.
-
-    The search keeps the `beam_width` highest total log-probabilities. At the end, each finished beam
-    is ranked by log-probability / (words + 1) ** length_penalty: 0 (default) ranks by probability,
-    which favours short captions; 1 ranks by the average log-probability per word.
+    features: an array (images, *feature shape), or a FeatureSet (or any mapping) with the `keys` to caption,
+    read `batch_size` images at a time. Beams are ranked by log-probability / (words + 1) ** length_penalty:
+    0 (the default) ranks by probability, which favours short captions; 1 by the mean log-probability per word.
     """
-    if beam_width < 1:
-        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    check_beam_width(beam_width, vocab)
     steps = vocab.sequence_length
-    beam = compiled_decoder(model, ("beam", steps, beam_width), lambda: beam_function(model, steps, beam_width))
-    best = []
-    for batch in batches(features, batch_size):
-        ids, scores = (x.numpy() for x in beam(batch))
-        best.append(ids[np.arange(len(ids)), best_beams(ids, scores, length_penalty)])
-    return np.concatenate(best) if best else np.zeros((0, steps), dtype="int32")
-
-
-def beam_captions(
-    model: keras.Model,
-    features: np.ndarray,
-    vocab: Vocabulary,
-    beam_width: int = 3,
-    batch_size: int = 64,
-    length_penalty: float = 0.0,
-) -> list[str]:
-    """One caption per row of `features`, by beam search (see `beam_ids`); beam_width=1 is greedy."""
-    return [vocab.decode(ids) for ids in beam_ids(model, features, vocab, beam_width, batch_size, length_penalty)]
-
-
-# --- For comparison only: the tutorials' way, one full-model call per word, one image ----------------
-
-
-def predict_loop_ids(model: keras.Model, feature: np.ndarray, vocab: Vocabulary) -> list[int]:
-    """Greedy word ids for one image, running the whole model again for every new word (slow)."""
-    caption = np.full((1, vocab.sequence_length), PAD_ID, dtype="int32")  # fixed shape: compiled once
-    caption[0, 0] = START_ID
-    image = np.asarray(feature, dtype="float32")[None]
-    ids = []
-    for t in range(vocab.sequence_length):
-        probs = model.predict_on_batch({"image": image, "caption": caption})[0, t]  # seen <start> + t words
-        word = int(np.argmax(probs * allowed_words(len(probs))))
-        ids.append(word)
-        if word == END_ID or t + 1 == vocab.sequence_length:
-            break
-        caption[0, t + 1] = word
-    return ids
-
-
-def predict_loop_caption(model: keras.Model, feature: np.ndarray, vocab: Vocabulary) -> str:
-    """The caption `predict_loop_ids` finds for one image's features (F,)."""
-    return vocab.decode(predict_loop_ids(model, feature, vocab))
+    search = _compiled(model, steps, beam_width)
+    count = len(keys) if keys is not None else len(features)
+    parts = []
+    for start in range(0, count, batch_size):
+        if keys is not None:
+            chunk = keys[start:start + batch_size]
+            batch = features.stack(chunk) if hasattr(features, "stack") else np.stack([features[k] for k in chunk])
+        else:
+            batch = np.asarray(features[start:start + batch_size])
+        ids, scores, weights = (x.numpy() for x in search(tf.constant(batch, dtype=tf.float32)))
+        best = best_beams(ids, scores, length_penalty) if beam_width > 1 else np.zeros(len(ids), dtype=int)
+        rows = np.arange(len(ids))
+        parts.append((ids[rows, best], scores[rows, best], weights[rows, best]))
+    if not parts:
+        return Decoded(np.zeros((0, steps), "int32"), np.zeros(0, "float32"), [], np.zeros((0, steps, 0), "float32"))
+    ids, scores, weights = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return Decoded(ids, scores, [vocab.decode(row) for row in ids], weights)

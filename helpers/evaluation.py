@@ -9,12 +9,13 @@ from __future__ import annotations
 import shutil
 import warnings
 from collections import Counter
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
-from nltk.translate.bleu_score import corpus_bleu
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
 from helpers.cleaning import clean_caption
-from helpers.vocabulary import RESERVED
+from helpers.errors import SettingError
+from helpers.vocabulary import RESERVED, Vocabulary
 
 BLEU_WEIGHTS = {
     "bleu1": (1.0,),
@@ -29,7 +30,8 @@ LITERATURE = {
     "Show, Attend and Tell, hard (Xu et al., 2015)": {"bleu1": 67.0, "bleu4": 21.3},
 }
 # Words that a fluent caption repeats naturally ("a dog and a cat"); repeating any other word is a symptom.
-FUNCTION_WORDS = frozenset("a an the and of in on at with to is are while his her their its".split())
+FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "of", "in", "on", "at", "with", "to", "is", "are", "while",
+                            "his", "her", "their", "its"])
 
 
 def tokens(caption: str) -> list[str]:
@@ -40,7 +42,7 @@ def tokens(caption: str) -> list[str]:
 def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
     """Corpus BLEU-1..4 (standard cumulative weights, no smoothing) of hypotheses against their references."""
     if len(references) != len(hypotheses) or not hypotheses:
-        raise ValueError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
+        raise SettingError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
     refs = [[tokens(r) for r in image_refs] for image_refs in references]
     hyps = [tokens(h) for h in hypotheses]
     with warnings.catch_warnings():  # nltk warns when a short corpus has no matching 4-gram; the score is 0 then
@@ -52,27 +54,53 @@ def human_bleu(references: Sequence[Sequence[str]]) -> dict[str, float]:
     """Leave-one-out human agreement: each reference scored against the others, averaged over the choice left out."""
     rounds = min(len(r) for r in references)
     if rounds < 2:
-        raise ValueError("The human baseline needs at least two references per image")
+        raise SettingError("The human baseline needs at least two references per image")
     scores = [bleu_scores([[r for j, r in enumerate(refs) if j != k] for refs in references],
                           [refs[k] for refs in references]) for k in range(rounds)]
     return {name: sum(s[name] for s in scores) / rounds for name in BLEU_WEIGHTS}
 
 
-def repetition_stats(captions: Sequence[str]) -> dict[str, float]:
-    """Share of captions repeating a content word, distinct words used, and share of distinct captions."""
+def repetition_stats(captions: Sequence[str], vocab: Vocabulary | None = None) -> dict[str, float | int]:
+    """How varied the captions are: the share repeating a content word, the distinct words used (and their share of
+    the vocabulary's words, with `vocab`), and the share of distinct captions."""
     split = [tokens(c) for c in captions]
     repeats = [any(n > 1 for w, n in Counter(words).items() if w not in FUNCTION_WORDS) for words in split]
-    return {
+    used = {w for words in split for w in words}
+    stats = {
         "repeated_word_share": sum(repeats) / max(len(split), 1),
-        "distinct_words": len({w for words in split for w in words}),
+        "distinct_words": len(used),
         "distinct_caption_share": len({" ".join(words) for words in split}) / max(len(split), 1),
     }
+    if vocab is not None:
+        stats["vocabulary_used_share"] = len(used) / max(len(vocab) - len(RESERVED), 1)
+    return stats
+
+
+def frequent_caption_floor(train_captions: Mapping[str, list[str]], references: Sequence[Sequence[str]]) -> dict:
+    """The floor a captioner must clear: BLEU of writing the most frequent train caption for every image.
+
+    A model that ignores the image can do this well; one that looks at the image should do better.
+    """
+    counts = Counter(c for caps in train_captions.values() for c in caps)
+    caption, times = max(counts.items(), key=lambda item: (item[1], -len(item[0]), item[0]))
+    return {"caption": caption, "times_in_train": times, **bleu_scores(references, [caption] * len(references))}
+
+
+def sentence_bleus(references: Sequence[Sequence[str]], hypotheses: Sequence[str], order: int = 4) -> list[float]:
+    """BLEU-`order` of each caption alone against its references, smoothed (nltk method 1) so few matches are not 0."""
+    if len(references) != len(hypotheses):
+        raise SettingError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
+    weights, smooth = BLEU_WEIGHTS[f"bleu{order}"], SmoothingFunction().method1
+    with warnings.catch_warnings():  # nltk warns about empty hypotheses; they score 0
+        warnings.simplefilter("ignore", UserWarning)
+        return [float(sentence_bleu([tokens(r) for r in refs], tokens(hyp), weights=weights, smoothing_function=smooth))
+                for refs, hyp in zip(references, hypotheses, strict=True)]
 
 
 def _coco_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> tuple[dict, dict]:
     """pycocoevalcap's input: {image index: [cleaned reference, ...]} and {image index: [cleaned hypothesis]}."""
     if len(references) != len(hypotheses) or not hypotheses:
-        raise ValueError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
+        raise SettingError(f"Need one list of references per hypothesis, got {len(references)} and {len(hypotheses)}")
     refs = {i: [" ".join(tokens(r)) for r in image_refs] for i, image_refs in enumerate(references)}
     hyps = {i: [" ".join(tokens(h))] for i, h in enumerate(hypotheses)}
     return refs, hyps

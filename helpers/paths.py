@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from helpers.errors import DatasetError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
+FIXTURE_SCENES = "scenes.json"  # what each fixture picture shows; written by helpers.fixture
+FIXTURE_GENERATOR = "helpers.fixture"
 
 
 def data_dir() -> Path:
@@ -15,7 +20,7 @@ def data_dir() -> Path:
     for base in (PACKAGE_DIR.parent, *Path.cwd().resolve().parents, Path.cwd().resolve()):
         if (base / "data" / "fixture").is_dir():
             return base / "data"
-    raise FileNotFoundError(
+    raise DatasetError(
         "Cannot find the course's data/ folder (with data/fixture inside). Run from a clone of the "
         "course repository, or set COURSE_DATA_DIR to its data/ folder."
     )
@@ -24,6 +29,17 @@ def data_dir() -> Path:
 def fixture_dir() -> Path:
     """The tiny dataset that ships with the course (Kaggle layout)."""
     return data_dir() / "fixture"
+
+
+def is_fixture_folder(folder: str | Path) -> bool:
+    """Whether a dataset folder is the fixture, or a copy of it in another layout (it carries the scene file)."""
+    scenes = Path(folder) / FIXTURE_SCENES
+    if not scenes.is_file():
+        return False
+    try:
+        return json.loads(scenes.read_text(encoding="utf-8")).get("generator") == FIXTURE_GENERATOR
+    except (ValueError, AttributeError):
+        return False
 
 
 def official_splits_dir() -> Path:
@@ -36,3 +52,8 @@ def default_work_dir() -> Path:
     if os.environ.get("COURSE_WORK_DIR"):
         return Path(os.environ["COURSE_WORK_DIR"])
     return data_dir().parent / "work"
+
+
+def feature_store() -> Path | None:
+    """The folder of features shared by every work folder ($COURSE_FEATURE_STORE), or None when it is not set."""
+    return Path(os.environ["COURSE_FEATURE_STORE"]).expanduser() if os.environ.get("COURSE_FEATURE_STORE") else None

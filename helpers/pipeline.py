@@ -1,229 +1,312 @@
-"""The course's stages as functions over one work folder: what the command line and the notebooks call.
+"""The course's stages after `prepare`, as functions over one work folder: what the command line and notebooks call.
 
-TensorFlow is imported only inside the stages that need it, so `prepare` answers in a second.
+    extract(work)                 the feature cache of every image in the splits
+    train(work)                   a decoder trained on it: model.keras, model.json, history.json
+    evaluate(work)                BLEU-1..4 (and CIDEr-D) on a split, beside a human and a floor
+    caption_files(work, paths)    captions for any photos
+
+Every stage checks that what it reads belongs together (fingerprints in dataset.json and model.json), and says
+which file is out of step and what to run when it does not.
 """
 
 from __future__ import annotations
 
-import tempfile
+import json
 import time
+import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from helpers.dataset import SPLITS, load_dataset
-from helpers.evaluation import bleu_scores, cider_score, human_bleu, meteor_score, repetition_stats
-from helpers.features import cache_meta, extract_features, feature_cache_name, load_features, weights_label
-from helpers.paths import fixture_dir
+from helpers.decoders import DEFAULT_DECODER, decoder_spec
+from helpers.encoders import DEFAULT_ENCODER
+from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
+from helpers.evaluation import (
+    bleu_scores,
+    cider_score,
+    frequent_caption_floor,
+    human_bleu,
+    meteor_score,
+    repetition_stats,
+)
+from helpers.extraction import extract_features
+from helpers.feature_cache import CacheSetting, FeatureSet, picture_changed, read_cache
+from helpers.files import file_sha1, write_json
+from helpers.paths import feature_store, is_fixture_folder
+from helpers.prepare import load_prepared
 from helpers.vocabulary import Vocabulary
-from helpers.workspace import Workspace
+from helpers.workspace import DEFAULT_MODEL, ModelFiles, Workspace
 
+if TYPE_CHECKING:
+    import keras
 
-# Course defaults. min_count 5 is the usual Flickr8k threshold (Show and Tell): it shrinks the output softmax from
-# about 7,500 words to about 2,800, the biggest speed lever in training (bench/README.md).
-MIN_COUNT = 5
 EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
 
 
-def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int = MIN_COUNT) -> dict:
-    """Load, clean and split the captions, build the vocabulary on train; write captions.json and vocab.json."""
-    data = load_dataset(data_dir or fixture_dir())
-    train = [c for caps in data.split_captions("train").values() for c in caps]
-    vocab = Vocabulary.build(train, min_count=min_count)
-    work.write_json("captions.json", {s: data.split_captions(s) for s in SPLITS})
-    vocab.save(work.path("vocab.json"))
-    in_split = {n for names in data.splits.values() for n in names}
-    summary = {
-        "data_dir": str(data.root.resolve()),
-        "layout": data.layout,
-        "images": len(data.captions),
-        "captions": data.caption_count,
-        "splits": {s: len(names) for s, names in data.splits.items()},
-        "unsplit_images": len(set(data.captions) - in_split),
-        "vocab_size": len(vocab),
-        "max_length": vocab.max_length,
-        "min_count": min_count,
-        "dev_unknown_rate": vocab.unknown_rate(c for caps in data.split_captions("dev").values() for c in caps),
-        "skipped": [s.__dict__ for s in data.skipped],
-        "notes": data.notes,
-    }
-    work.write_json("dataset.json", {**summary, "images_dir": str(data.images_dir.resolve())})
-    return summary
-
-
 def is_fixture(work: Workspace) -> bool:
-    """Whether the prepared data is the shipped fixture."""
-    return Path(work.read_json("dataset.json")["data_dir"]) == fixture_dir().resolve()
+    """Whether the prepared data is the shipped fixture (or a copy of it in another layout)."""
+    return is_fixture_folder(work.read_json("dataset.json")["data_dir"])
 
 
 def resolve_weights(work: Workspace, weights: str = "auto") -> str:
     """'auto' means an untrained encoder on the fixture (offline, CI) and ImageNet weights on real data."""
     if weights != "auto":
-        return weights
+        return str(weights)
     return "none" if is_fixture(work) else "imagenet"
 
 
-def features_path(work: Workspace, weights: str, image_size: int) -> Path:
-    """The feature cache of one encoder setting in this work folder."""
-    return work.path(feature_cache_name(weights, image_size))
+def feature_setting(work: Workspace, encoder: str = DEFAULT_ENCODER, weights: str = "auto",
+                    image_size: int | None = None, pooling: str = "avg") -> CacheSetting:
+    """The cache setting of these encoder options in this work folder ('auto' weights resolved)."""
+    return CacheSetting.of(encoder, resolve_weights(work, weights), image_size, pooling)
 
 
-def extract(work: Workspace, weights: str = "auto", image_size: int = 299, batch_size: int = 32,
-            progress: bool = True):
-    """Xception features of every image in the splits, cached (and resumable) in the work folder."""
+def images_of(work: Workspace) -> dict[str, Path]:
+    """Key -> file of every image in the splits of the prepared data."""
+    captions, _, dataset = load_prepared(work)
+    images_dir = Path(dataset["images_dir"])
+    if not images_dir.is_dir():
+        raise DatasetError(f"The images folder {images_dir} that dataset.json names is gone (moved or deleted): run "
+                           f"`python -m helpers prepare --data FOLDER` with the dataset's new place.")
+    return {key: images_dir / key for split in captions.values() for key in split}
+
+
+def extract(work: Workspace, encoder: str = DEFAULT_ENCODER, weights: str = "auto", image_size: int | None = None,
+            pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
+    """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
+    setting = feature_setting(work, encoder, weights, image_size, pooling)
     weights = resolve_weights(work, weights)
-    images_dir = Path(work.read_json("dataset.json")["images_dir"])
-    names = sorted({n for split in work.read_json("captions.json").values() for n in split})
-    return extract_features([images_dir / n for n in names], features_path(work, weights, image_size),
-                            weights=weights, image_size=image_size, batch_size=batch_size, progress=progress)
+    return extract_features(images_of(work), work.path(setting.name), encoder=encoder, weights=weights,
+                            image_size=setting.image_size, pooling=pooling, batch_size=batch_size, progress=progress,
+                            store=feature_store())
 
 
-def split_features(work: Workspace, weights: str, image_size: int) -> dict[str, np.ndarray]:
-    """Cached features keyed like captions.json (whose COCO names keep their folder: `val2014/x.jpg`)."""
-    by_file = load_features(features_path(work, weights, image_size)).features
-    names = {n for split in work.read_json("captions.json").values() for n in split}
-    return {n: by_file[Path(n).name] for n in names if Path(n).name in by_file}
-
-
-def _with_features(captions: dict[str, list[str]], available: dict) -> tuple[dict[str, list[str]], list[str]]:
-    """Keep the images that have features; return the names of those that do not."""
-    kept = {n: c for n, c in captions.items() if n in available}
+def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tuple[dict[str, list[str]], list[str]]:
+    """Keep the images that have features; return the keys of those that do not."""
+    kept = {k: c for k, c in captions.items() if k in features}
     return kept, sorted(set(captions) - set(kept))
 
 
-def train(work: Workspace, weights: str = "auto", image_size: int = 299, epochs: int = EPOCHS, batch_size: int = 64,
-          units: int = 256, dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0,
-          resume: bool = False, verbose: int | str = "auto", strategy="auto") -> dict[str, list[float]]:
-    """Train the merge model with teacher forcing; keep the best checkpoint and the history in the work folder.
+def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = DEFAULT_ENCODER, weights: str = "auto",
+          image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
+          dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
+          verbose: int | str = "auto", strategy="auto", model_name: str = DEFAULT_MODEL,
+          grid_pool: int = 1, tensorboard: str | Path | None = None) -> dict[str, list[float]]:
+    """Train a decoder with teacher forcing; keep the best checkpoint, its settings and the history in the folder.
 
-    `strategy` ("auto", "default", "mirrored" or a `tf.distribute.Strategy`, see `training.strategy_for`) spreads
-    each batch over the devices; `batch_size` is the global batch, shared among them.
+    Every setting is checked before anything is written. `grid_pool` (attention only): average each
+    grid_pool x grid_pool block of the encoder's grid before attending (2: 5 x 5 cells instead of 10 x 10).
+    `strategy` ("auto", "default", "mirrored" or a `tf.distribute.Strategy`) spreads each batch over the devices;
+    `batch_size` is the global batch.
+    `model_name` names the model's files (model.keras by default; notebooks 07-08 train others beside it).
+    `tensorboard`: a folder for TensorBoard's logs (loss curves and the model's graph), `tensorboard --logdir` it.
     """
-    from helpers.model import build_merge_model
-    from helpers.training import make_dataset, set_seed, strategy_for, strategy_name, train_model
-
-    set_seed(seed)
-    weights = resolve_weights(work, weights)
-    captions, vocab = work.read_json("captions.json"), Vocabulary.load(work.require("vocab.json"))
-    features = split_features(work, weights, image_size)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("units", units), ("patience", patience),
+                        ("grid_pool", grid_pool)):
+        check_at_least(name, value)
+    if not 0.0 <= dropout < 1.0:
+        raise SettingError(f"dropout must be at least 0 and below 1, not {dropout!r}.")
+    spec = decoder_spec(decoder)
+    if grid_pool != 1 and spec.pooling != "none":
+        raise SettingError(f"grid_pool is for the attention decoder, which reads a grid; {decoder} reads one vector.")
+    files = work.model(model_name)
+    captions, vocab, dataset = load_prepared(work)
+    setting = feature_setting(work, encoder, weights, image_size, spec.pooling)
+    features = read_cache(work.path(setting.name))
     train_caps, missing = _with_features(captions["train"], features)
     dev_caps, missing_dev = _with_features(captions["dev"], features)
+    if not train_caps or not dev_caps:
+        split = "train" if not train_caps else "dev"
+        raise WorkFolderError(f"No {split} image has features in {work.path(setting.name)}:"
+                              f" run `python -m helpers features` first (with --encoder {encoder}).")
     if missing or missing_dev:
         print(f"Training without {len(missing) + len(missing_dev)} images that have no features "
               f"(unreadable or not extracted), e.g. {(missing + missing_dev)[:3]}")
+    settings = {"decoder": decoder, **setting.as_dict(), "weights_source": resolve_weights(work, weights),
+                "vocab_size": len(vocab), "max_length": vocab.max_length,
+                "units": units, "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
+                "patience": patience, "seed": seed, "grid_pool": grid_pool,
+                "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"]}
+    if resume:
+        _check_resumable(files, settings)
+    return _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
+                tensorboard)
+
+
+def _check_resumable(files: ModelFiles, settings: dict) -> None:
+    """`train --resume` continues only a model trained on the same data, vocabulary and settings."""
+    if not files.keras.exists():
+        raise WorkFolderError(f"Cannot resume: there is no {files.keras}. Train without --resume first.")
+    if not files.record.exists():
+        return  # stopped before its first record: the checkpoint is all there is
+    before = _read_record(files)
+    differences = [f"{key}: {before.get(key)!r} then, {value!r} now" for key, value in settings.items()
+                   if key not in ("data_dir",) and before.get(key) != value]
+    if differences:
+        raise WorkFolderError(f"Cannot resume: {files.keras} was trained with other settings or data "
+                              f"({'; '.join(differences)}). Train without --resume to start again.")
+
+
+def _read_record(files: ModelFiles) -> dict:
+    """A model's .json record; a WorkFolderError naming it if it is damaged."""
+    try:
+        return json.loads(files.record.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WorkFolderError(f"{files.record} is damaged ({type(error).__name__}: {error}): run "
+                              f"{files.train_command()} again to rewrite it.") from error
+
+
+def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
+         tensorboard):
+    """Build the decoder under the strategy, fit it, and record each checkpoint in its .json as it is saved."""
+    import keras
+
+    from helpers.decoders.attention import location_stats
+    from helpers.training import make_dataset, set_seed, strategy_for, strategy_name, train_model
+
+    set_seed(settings["seed"])
     distribution = strategy_for(strategy)
+    train_keys = list(train_caps)
+    if spec.pooling == "avg":
+        normaliser = {"train_features": features.stack(train_keys)}
+    else:
+        normaliser = {"stats": location_stats(features, train_keys, pool=settings["grid_pool"]),
+                      "pool": settings["grid_pool"]}
     with distribution.scope():  # variables (model and optimizer) are created once per device, kept in sync
-        model = build_merge_model(len(vocab), train_features=np.stack([features[n] for n in train_caps]),
-                                  units=units, embedding_dim=units, dropout=dropout, learning_rate=learning_rate)
+        model = spec.build(len(vocab), feature_dim=features.row_shape[-1], units=settings["units"],
+                           embedding_dim=settings["units"], dropout=settings["dropout"],
+                           learning_rate=settings["learning_rate"], **normaliser)
+    batch_size, seed = settings["batch_size"], settings["seed"]
     train_ds = make_dataset(train_caps, features, vocab, batch_size=batch_size, shuffle=True, seed=seed)
     dev_ds = make_dataset(dev_caps, features, vocab, batch_size=batch_size, shuffle=False, seed=seed)
-    settings = {"weights": weights, "image_size": image_size, "vocab_size": len(vocab),
-                "max_length": vocab.max_length, "units": units, "seed": seed, "batch_size": batch_size,
-                "strategy": strategy_name(distribution), "replicas": distribution.num_replicas_in_sync}
-    checkpoint, started = work.path("model.keras"), time.time()
-    try:
-        history = train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint,
-                              patience=patience, verbose=verbose, resume=resume)
-    except KeyboardInterrupt:  # Ctrl-C / a stopped cell: describe the best epoch saved so far, if any
-        if checkpoint.is_file() and (resume or checkpoint.stat().st_mtime >= started):
-            work.write_json("model.json", {**settings, "epochs_run": None, "interrupted": True})
-        raise
-    work.write_json("history.json", history)
-    work.write_json("model.json", {**settings, "epochs_run": len(history["loss"])})
+    settings = {**settings, "strategy": strategy_name(distribution), "replicas": distribution.num_replicas_in_sync}
+    previous = json.loads(files.history.read_text(encoding="utf-8")) if resume and files.history.exists() else {}
+    checkpoint = files.keras
+
+    def record(status: str, **extra) -> None:
+        write_json(files.record, {**settings, "status": status, "model_sha1": file_sha1(checkpoint), **extra})
+
+    class HistoryFile(keras.callbacks.Callback):
+        """The history after every epoch (after the checkpoint), so an interrupted run keeps its curve."""
+
+        def __init__(self):
+            super().__init__()
+            self.history = {name: list(values) for name, values in previous.items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for name, value in (logs or {}).items():
+                self.history.setdefault(name, []).append(float(value))
+            write_json(files.history, self.history)
+
+    history_file = HistoryFile()
+    callbacks = [history_file]
+    if tensorboard is not None:  # one run per model name: curves of several models side by side
+        callbacks.append(keras.callbacks.TensorBoard(Path(tensorboard) / files.name, write_graph=True))
+    started = time.perf_counter()
+    train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint, patience=settings["patience"],
+                verbose=verbose, resume=resume, callbacks=callbacks,
+                on_save=lambda epoch, loss: record("training", best_epoch=len(previous.get("loss", [])) + epoch,
+                                                   best_val_loss=loss))
+    history = history_file.history
+    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    record("complete", epochs_run=len(history["loss"]),
+           epochs_this_run=len(history["loss"]) - len(previous.get("loss", [])),
+           best_epoch=best + 1,
+           best_val_loss=history["val_loss"][best], seconds=round(time.perf_counter() - started, 1))
     return history
 
 
-def load_trained(work: Workspace):
-    """The trained model, its vocabulary and settings, checked against each other before use."""
+def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[keras.Model, Vocabulary, dict]:
+    """A trained model, its vocabulary and settings, checked against the prepared files before use."""
     import keras
 
-    config, vocab = work.read_json("model.json"), Vocabulary.load(work.require("vocab.json"))
-    if (config["vocab_size"], config["max_length"]) != (len(vocab), vocab.max_length):
-        raise ValueError(
-            f"{work.path('model.keras')} was trained with a vocabulary of {config['vocab_size']} words and captions of "
-            f"up to {config['max_length']} words, but {work.path('vocab.json')} has {len(vocab)} and "
-            f"{vocab.max_length}: the vocabulary was rebuilt after training. Train again (`python -m helpers train`).")
-    model = keras.models.load_model(work.require("model.keras"), safe_mode=True)
-    if model.output_shape[-1] != len(vocab):
-        raise ValueError(
-            f"{work.path('model.keras')} predicts one of {model.output_shape[-1]} words, but {work.path('vocab.json')} "
-            f"has {len(vocab)}: the model and the vocabulary come from different runs. Train again "
-            f"(`python -m helpers train` or notebook 05), or put back the vocab.json it was trained with.")
-    _check_feature_cache(work, config, model)
+    files = work.model(model_name)
+    path, again = files.keras, files.train_command()
+    if not path.exists():
+        raise WorkFolderError(f"{path} is missing: run {again} (or notebook 05) first (same work folder: {work.root}).")
+    resume = f"{again.rstrip('`')} --resume --out {work.root}`"
+    if not files.record.exists():
+        raise WorkFolderError(f"{path} has no {files.record.name} beside it (training was stopped before it recorded "
+                              f"its first epoch): run {resume}.")
+    config = _read_record(files)
+    if config.get("model_sha1") != file_sha1(path):
+        raise WorkFolderError(f"{path} and {files.record} are from different moments of training (it was stopped "
+                              f"during a save): run {resume} to continue from {path.name}, or {again} to start again.")
+    _, vocab, dataset = load_prepared(work)
+    for key, name in (("vocabulary", "vocab.json"), ("captions", "captions.json")):
+        if config["fingerprints"].get(key) != dataset["fingerprints"].get(key):
+            raise WorkFolderError(f"{work.path(name)} changed after {path} was trained (another `prepare`, or "
+                                  f"notebook 02 with another min_count): train again ({again}), or prepare the "
+                                  "data the model was trained on.")
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
+        raise WorkFolderError(f"{path} is damaged ({type(error).__name__}: {error}): run {again} again.") from error
+    if config.get("status") == "training":
+        print(f"Note: {path} holds epoch {config.get('best_epoch')} of a training run that did not finish; "
+              f"{resume} continues it.")
     return model, vocab, config
 
 
-def _check_feature_cache(work: Workspace, config: dict, model) -> None:
-    """The feature cache that model.json points to must come from the same encoder as the model's input."""
-    path = features_path(work, config["weights"], config["image_size"])
-    if not path.is_file():
-        return  # caption_files encodes its images itself; evaluate says which stage to run
-    meta = cache_meta(path)
-    expected = {"weights": weights_label(config["weights"]), "image_size": config["image_size"],
-                "feature_dim": model.input["image"].shape[-1]}
-    differences = [f"{key} {meta.get(key)!r} in the cache, {value!r} for the model"
-                   for key, value in expected.items() if meta.get(key) != value]
-    if differences:
-        raise ValueError(
-            f"{path} was not written by the encoder {work.path('model.keras')} was trained on "
-            f"({'; '.join(differences)}; see {work.path('model.json')}). Delete the cache and run "
-            f"`python -m helpers features` with the model's settings, or train again on these features.")
+def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureSet:
+    """The cached features a trained model reads, for `keys`, refusing pictures changed since they were encoded."""
+    setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
+    features = read_cache(work.path(setting.name)).subset(keys)
+    images = images_of(work)
+    changed = [k for k in features if k in features.pictures and picture_changed(images[k], features.pictures[k])]
+    if changed:
+        raise WorkFolderError(f"{len(changed)} picture(s) changed since their features were computed, e.g. "
+                              f"{images[changed[0]]}: run `python -m helpers features --out {work.root}` (it encodes "
+                              "changed pictures again), then this command again.")
+    return features
 
 
-def generate(model, features: np.ndarray, vocab: Vocabulary, beam_width: int = 1) -> list[str]:
-    """Greedy captions (beam_width 1) or beam-search captions for a batch of feature vectors."""
-    from helpers.decoding import beam_captions, greedy_captions
-
-    if beam_width == 1:
-        return greedy_captions(model, features, vocab)
-    return beam_captions(model, features, vocab, beam_width=beam_width)
-
-
-def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False) -> dict:
-    """BLEU-1..4 of generated captions on a split, beside the human baseline and repetition figures.
+def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
+             model_name: str = DEFAULT_MODEL) -> dict:
+    """BLEU-1..4 of generated captions on a split, beside the human baseline, the floor and repetition figures.
 
     Also CIDEr-D (None without the `eval` extra) and, with `meteor=True`, METEOR (None without the extra or Java;
     it starts a Java process that takes about 10 s and 2 GB of memory, so it is asked for).
     """
+    from helpers.decoding import check_beam_width, decode
 
-    model, vocab, config = load_trained(work)
-    features = split_features(work, config["weights"], config["image_size"])
-    references, missing = _with_features(work.read_json("captions.json")[split], features)
+    if split not in ("train", "dev", "test"):
+        raise SettingError(f"Unknown split {split!r}: choose train, dev or test.")
+    model, vocab, config = load_trained(work, model_name)
+    check_beam_width(beam_width, vocab)
+    captions = work.read_json("captions.json")
+    features = trained_features(work, config, list(captions[split]))
+    references, missing = _with_features(captions[split], features)
     if not references:
-        raise ValueError(f"No image of the {split} split has features: run `python -m helpers features` first.")
-    names = list(references)
-    hypotheses = generate(model, np.stack([features[n] for n in names]), vocab, beam_width)
-    refs = [references[n] for n in names]
-    result = {"split": split, "images": len(names), "images_without_features": missing, "beam_width": beam_width,
-              "weights": config["weights"], **bleu_scores(refs, hypotheses), "cider": cider_score(refs, hypotheses),
+        raise WorkFolderError(f"No image of the {split} split has features: run `python -m helpers features` first.")
+    keys = list(references)
+    hypotheses = decode(model, features, vocab, beam_width, keys=keys).captions
+    refs = [references[k] for k in keys]
+    result = {"split": split, "images": len(keys), "images_without_features": missing, "beam_width": beam_width,
+              "decoder": config["decoder"], "encoder": config["encoder"], "weights": config["weights"],
+              **bleu_scores(refs, hypotheses), "cider": cider_score(refs, hypotheses),
               "meteor": meteor_score(refs, hypotheses) if meteor else None, "human": human_bleu(refs),
-              "repetition": repetition_stats(hypotheses), "captions": dict(zip(names, hypotheses))}
-    work.write_json(f"evaluation_{split}.json", result)
+              "floor": frequent_caption_floor(captions["train"], refs),
+              "repetition": repetition_stats(hypotheses, vocab), "captions": dict(zip(keys, hypotheses, strict=True))}
+    write_json(work.model(model_name).evaluation(split, beam_width), result)
     return result
 
 
-def caption_files(work: Workspace, paths: Sequence[str | Path], beam_width: int = 1) -> tuple[dict[str, str], dict[str, str]]:
-    """Caption any image files with the trained model: (file name -> caption, file name -> why it failed)."""
-    model, vocab, config = load_trained(work)
-    with tempfile.TemporaryDirectory() as tmp:  # no cache: a later photo may reuse an earlier one's file name
-        found = extract_features([Path(p) for p in paths], Path(tmp) / "features.npz", weights=config["weights"],
-                                 image_size=config["image_size"], progress=False)
-    names = [Path(p).name for p in paths if Path(p).name in found.features]
-    captions = generate(model, found.matrix(names), vocab, beam_width) if names else []
-    return dict(zip(names, captions)), found.failed
+def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
+                  model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
+    """Caption any image files with the trained model: (path -> caption, path -> why it could not be read).
 
+    The photos' features are cached in the work folder's `photos/` cache, keyed by their full path; a photo
+    replaced under the same name is encoded again.
+    """
+    from helpers.decoding import check_beam_width, decode
 
-def untrained_bleu(work: Workspace, split: str = "test", seed: int = 0) -> dict[str, float]:
-    """BLEU of the same architecture before any training: the floor a trained model must clear."""
-    from helpers.model import build_merge_model
-    from helpers.training import set_seed
-
-    set_seed(seed)
-    config, vocab = work.read_json("model.json"), Vocabulary.load(work.require("vocab.json"))
-    features = split_features(work, config["weights"], config["image_size"])
-    references, _ = _with_features(work.read_json("captions.json")[split], features)
-    model = build_merge_model(len(vocab), units=config["units"], embedding_dim=config["units"],
-                              train_features=np.stack(list(features.values())))
-    hypotheses = generate(model, np.stack([features[n] for n in references]), vocab)
-    return bleu_scores(list(references.values()), hypotheses)
+    model, vocab, config = load_trained(work, model_name)
+    check_beam_width(beam_width, vocab)
+    images = {str(Path(p)): Path(p).expanduser().resolve() for p in paths}
+    setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
+    found = extract_features(images, work.path("photos") / setting.name, encoder=setting.encoder,
+                             weights=config.get("weights_source", config["weights"]), image_size=setting.image_size,
+                             pooling=setting.pooling, progress=False, store=feature_store())
+    keys = [k for k in images if k in found]
+    captions = decode(model, found, vocab, beam_width, keys=keys).captions if keys else []
+    return dict(zip(keys, captions, strict=True)), found.failed

@@ -1,17 +1,24 @@
-"""Train the merge model with teacher forcing: whole captions, batched by length, checkpointed.
+"""Train a captioning decoder with teacher forcing: whole captions, batched by length, checkpointed atomically.
 
-Also, for comparison only, the per-word "progressive" examples that many tutorials train on.
+    train_ds = make_dataset(train_captions, features, vocab, batch_size=64)
+    history = train_model(model, train_ds, dev_ds, epochs=30, checkpoint_path=work.path("model.keras"))
+
+Features stay where they are (a FeatureSet reads them from the cache on disk): each batch gathers the rows it
+needs, so even the 3 GB of Flickr8k's attention grids pass through a few batches' worth of memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers.errors import SettingError, WorkFolderError, check_at_least
+from helpers.feature_cache import FeatureSet
+from helpers.files import replacing
 from helpers.vocabulary import PAD_ID, Vocabulary
 
 
@@ -34,7 +41,7 @@ def strategy_for(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.S
     if isinstance(name, tf.distribute.Strategy):
         return name
     if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+        raise SettingError(f"Unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
     if name == "auto":
         name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
     return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
@@ -48,7 +55,7 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
 def teacher_forcing_arrays(
     captions: Mapping[str, list[str]], vocab: Vocabulary
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """One example per caption: (image name, input `<start> w1..wn`, target `w1..wn <end>`), padded with 0.
+    """One example per caption: (image key, input `<start> w1..wn`, target `w1..wn <end>`), padded with 0.
 
     Both arrays are (captions, longest caption + 1) int32; the target is the input shifted left by one.
     """
@@ -58,7 +65,7 @@ def teacher_forcing_arrays(
             images.append(image)
             encoded.append(vocab.encode(caption))
     if not encoded:
-        raise ValueError("No captions given: is the split empty?")
+        raise SettingError("No captions given: is the split empty?")
     width = max(len(ids) for ids in encoded) - 1
     inputs = np.full((len(encoded), width), PAD_ID, dtype="int32")
     targets = np.full((len(encoded), width), PAD_ID, dtype="int32")
@@ -66,18 +73,6 @@ def teacher_forcing_arrays(
         inputs[row, : len(ids) - 1] = ids[:-1]
         targets[row, : len(ids) - 1] = ids[1:]
     return images, inputs, targets
-
-
-def feature_matrix(images: list[str], features: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Stack the features of `images` in that order, in their stored dtype (KeyError naming any missing).
-
-    float16 attention maps stay float16 here (half the memory); batches are cast to float32 as they are made.
-    """
-    missing = sorted({image for image in images if image not in features})
-    if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise KeyError(f"No features for {len(missing)} image(s): {shown}. Extract features for this split first.")
-    return np.stack([np.asarray(features[image]) for image in images])
 
 
 def make_dataset(
@@ -89,17 +84,28 @@ def make_dataset(
     seed: int = 0,
     buckets: int = 8,
 ) -> tf.data.Dataset:
-    """Batches `({"image": (B, F), "caption": (B, T)}, targets (B, T))`, T = longest caption in the batch + 1.
+    """Batches `({"image": (B, *feature shape), "caption": (B, T)}, targets (B, T))`, T = its longest caption + 1.
 
-    Captions of similar length are batched together (`buckets` length groups of about equal size), so
-    little of each batch is padding. Shuffled again every epoch, in an order fixed by `seed`.
+    Captions of similar length are batched together (`buckets` length groups of about equal size), so little
+    of each batch is padding. Shuffled again every epoch, in an order fixed by `seed`. `features` is a
+    FeatureSet (or any mapping key -> array); each batch reads its images' rows from it.
     """
+    check_at_least("batch_size", batch_size)
+    features = features if isinstance(features, FeatureSet) else FeatureSet.from_arrays(features)
     images, inputs, targets = teacher_forcing_arrays(captions, vocab)
-    names = list(dict.fromkeys(images))
-    matrix = tf.constant(feature_matrix(names, features))
-    row_of = {name: row for row, name in enumerate(names)}
+    keys = list(dict.fromkeys(images))
+    missing = [k for k in keys if k not in features]
+    if missing:
+        raise WorkFolderError(f"No features for {len(missing)} image(s) with captions, e.g. {missing[:3]}: extract "
+                              "the features of this split first (`python -m helpers features`).")
+    row_of = {key: row for row, key in enumerate(keys)}
     rows = np.array([row_of[image] for image in images], dtype="int32")
     lengths = (inputs != PAD_ID).sum(axis=1).astype("int32")
+    stored = np.dtype(features.meta.get("dtype", "float32"))
+    row_shape = features.row_shape
+
+    def gather(batch_rows: np.ndarray) -> np.ndarray:
+        return features.stack([keys[i] for i in batch_rows], dtype=stored)
 
     dataset = tf.data.Dataset.from_tensor_slices((rows, inputs, targets, lengths))
     if shuffle:
@@ -114,8 +120,10 @@ def make_dataset(
     )
 
     def to_model_inputs(row, inp, tgt, length):
+        image = tf.numpy_function(gather, [row], tf.as_dtype(stored), stateful=False)
+        image = tf.ensure_shape(tf.cast(image, tf.float32), [None, *row_shape])
         longest = tf.reduce_max(length)
-        return {"image": tf.cast(tf.gather(matrix, row), tf.float32), "caption": inp[:, :longest]}, tgt[:, :longest]
+        return {"image": image, "caption": inp[:, :longest]}, tgt[:, :longest]
 
     # Each length group yields full batches and then one partial batch: tell Keras how many in all.
     group_sizes = np.bincount(np.searchsorted(boundaries, lengths, side="right"))
@@ -123,13 +131,35 @@ def make_dataset(
     dataset = dataset.map(to_model_inputs).apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
     options = tf.data.Options()
     options.deterministic = True
-    options.autotune.enabled = False  # autotune sometimes stalls ~20 s at the end of `fit` (MEASURED.md)
+    options.autotune.enabled = False  # autotune can stall for seconds at the end of `fit` (pipeline teardown)
     return dataset.with_options(options)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever the dev loss improves: to a temporary file first, then renamed over the checkpoint.
+
+    Keras' own ModelCheckpoint writes the checkpoint in place, so a crash or a full disk during the save leaves
+    a broken model; here the checkpoint is always a complete model, the old one or the new one. After each save
+    `on_save(epoch, dev loss)` is called (the course records its progress there).
+    """
+
+    def __init__(self, path: Path, best: float | None = None, on_save: Callable[[int, float], None] | None = None):
+        super().__init__()
+        self.path, self.best, self.on_save = Path(path), best, on_save
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        dev_loss = float((logs or {}).get("val_loss", np.inf))
+        if self.best is None or dev_loss < self.best:
+            self.best = dev_loss
+            with replacing(self.path, suffix=".keras") as tmp:
+                self.model.save(tmp)
+            if self.on_save is not None:
+                self.on_save(epoch + 1, dev_loss)
 
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
     """Load weights and Adam's state from a `.keras` checkpoint, keeping the model's current learning rate."""
-    learning_rate = float(model.optimizer.learning_rate)
+    learning_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # no __float__ before Keras 3.5
     model.optimizer.build(model.trainable_variables)  # a built optimizer gets its state restored too
     model.load_weights(path)
     model.optimizer.learning_rate = learning_rate
@@ -145,31 +175,30 @@ def train_model(
     verbose: int | str = "auto",
     resume: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    on_save: Callable[[int, float], None] | None = None,
 ) -> dict[str, list[float]]:
     """Fit with early stopping on the dev loss, keeping the best model in `checkpoint_path` (a `.keras` file).
 
-    On return the model holds the best weights seen. With `resume=True`, start from the checkpoint's
-    weights and only overwrite it with a better dev loss; otherwise an existing checkpoint is replaced.
-    Returns the history: {"loss": [...], "val_loss": [...], ...}, one value per epoch. `callbacks` are
-    added to Keras' own. If training is interrupted (Ctrl-C), the checkpoint holds the best epoch finished.
+    On return the model holds the best weights seen. With `resume=True`, start from the checkpoint's weights and
+    only overwrite it with a better dev loss; otherwise an existing checkpoint is replaced at the first epoch.
+    Returns the history: {"loss": [...], "val_loss": [...]}, one value per epoch. If training is interrupted
+    (Ctrl-C, a killed process), the checkpoint holds the best epoch finished, complete.
     """
+    check_at_least("epochs", epochs)
+    check_at_least("patience", patience)
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.suffix != ".keras":
-        raise ValueError(f"The checkpoint must be a .keras file, got {checkpoint_path}")
-    checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        raise SettingError(f"The checkpoint must be a .keras file, got {checkpoint_path}")
     best_dev_loss = None
     if resume:
         if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"Cannot resume: no checkpoint at {checkpoint_path}. Train without resume first.")
+            raise WorkFolderError(f"Cannot resume: no checkpoint at {checkpoint_path}. Train without resume first.")
         _load_checkpoint(model, checkpoint_path)
         best_dev_loss = model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0 if verbose == 0 else 1
-        ),
-        keras.callbacks.ModelCheckpoint(
-            checkpoint_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_dev_loss
-        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
+                                      verbose=0 if verbose == 0 else 1),
+        AtomicCheckpoint(checkpoint_path, best_dev_loss, on_save),
         *callbacks,  # after the checkpoint: an epoch is saved before they see its end
     ]
     history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
@@ -177,38 +206,3 @@ def train_model(
     if resume:  # this run may never have beaten the checkpoint: take the best of both runs
         _load_checkpoint(model, checkpoint_path)
     return {name: [float(v) for v in values] for name, values in history.history.items()}
-
-
-# --- For comparison only: how many tutorials train (one example per word, one-hot target) -----------
-
-
-def progressive_examples(
-    captions: Mapping[str, list[str]], features: Mapping[str, np.ndarray], vocab: Vocabulary
-) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """Yield `({"image": (F,), "prefix": (L,)}, one-hot next word (V,))` for every prefix of every caption.
-
-    The prefix `<start> w1..wt` is left-padded with 0 to L = `vocab.sequence_length` ids (the longest
-    prefix a train caption has); the target is word t+1 (or `<end>`) as a one-hot vector.
-    """
-    width = vocab.sequence_length
-    for image, image_captions in captions.items():
-        for caption in image_captions:
-            ids = vocab.encode(caption)
-            for t in range(1, len(ids)):
-                prefix = np.full(width, PAD_ID, dtype="int32")
-                kept = ids[:t][-width:]
-                prefix[width - len(kept):] = kept
-                target = np.zeros(len(vocab), dtype="float32")
-                target[ids[t]] = 1.0
-                yield {"image": features[image], "prefix": prefix}, target
-
-
-def count_progressive_examples(captions: Mapping[str, list[str]]) -> int:
-    """How many examples `progressive_examples` yields: one per word of each caption, plus one for `<end>`."""
-    return sum(len(caption.split()) + 1 for image_captions in captions.values() for caption in image_captions)
-
-
-def progressive_bytes(captions: Mapping[str, list[str]], vocab: Vocabulary, feature_dim: int = 2048) -> int:
-    """Memory those examples take if held in arrays at once (float32 feature and one-hot, int32 prefix)."""
-    per_example = 4 * (feature_dim + vocab.sequence_length + len(vocab))
-    return count_progressive_examples(captions) * per_example

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+
+from helpers.errors import SettingError, WorkFolderError
+from helpers.files import fingerprint, write_json
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 RESERVED = (PAD, UNK, START, END)
@@ -26,17 +29,22 @@ class Vocabulary:
 
     def __post_init__(self) -> None:
         if tuple(self.words[:4]) != RESERVED:
-            raise ValueError(f"A vocabulary must start with {RESERVED}, got {tuple(self.words[:4])}")
+            raise WorkFolderError(f"A vocabulary must start with {RESERVED}, got {tuple(self.words[:4])}")
         object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
 
     @classmethod
-    def build(cls, captions: Iterable[str], min_count: int = 1) -> "Vocabulary":
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> Vocabulary:
         """Keep words seen at least `min_count` times, most frequent first (ties alphabetical)."""
         captions = list(captions)
         if not captions:
-            raise ValueError("Cannot build a vocabulary from no captions: is the train split empty?")
+            raise SettingError("Cannot build a vocabulary from no captions: is the train split empty?")
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise SettingError(f"min_count must be a whole number of at least 1, not {min_count!r}.")
         counts = Counter(word for caption in captions for word in caption.split())
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        if not kept:
+            raise SettingError(f"min_count {min_count} leaves no word: the most frequent train word occurs "
+                               f"{max(counts.values(), default=0)} times. Choose a smaller min_count.")
         longest = max(len(caption.split()) for caption in captions)
         return cls(RESERVED + tuple(kept), longest)
 
@@ -72,16 +80,28 @@ class Vocabulary:
         words = [w for caption in captions for w in caption.split()]
         return sum(w not in self._index for w in words) / max(len(words), 1)
 
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the word list and max_length: two vocabularies with equal ids have equal fingerprints."""
+        return fingerprint(self.as_json())
+
+    def as_json(self) -> dict:
+        """What `save` writes."""
+        return {"words": list(self.words), "max_length": self.max_length}
+
     def save(self, path: str | Path) -> None:
-        """Write as JSON (never pickle)."""
-        data = {"words": list(self.words), "max_length": self.max_length}
-        Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
+        """Write as JSON (never pickle), atomically."""
+        write_json(path, self.as_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary written by `save`."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No vocabulary at {path}: run `python -m helpers prepare` (or notebook 02) first.")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(tuple(data["words"]), int(data["max_length"]))
+            raise WorkFolderError(f"No vocabulary at {path}: run `python -m helpers prepare` (or notebook 02) first.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(tuple(data["words"]), int(data["max_length"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise WorkFolderError(f"{path} is damaged ({type(error).__name__}: {error}): run "
+                                  "`python -m helpers prepare` (or notebook 02) again to rewrite it.") from error

@@ -1,29 +1,79 @@
-"""The work folder that each stage (and each notebook) writes and the next one reads."""
+"""The work folder that each stage (and each notebook) writes and the next one reads.
+
+Every file in it is written atomically (helpers/files.py). A file that is missing says which stage writes it; a
+file that is damaged (half-copied, edited by hand) says so and which stage writes it again.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Which stage writes each file, so a missing one can be explained.
+from helpers.errors import SettingError, WorkFolderError
+from helpers.files import write_json
+
+DEFAULT_MODEL = "model"
+RESERVED_NAMES = {"captions", "vocab", "dataset", "history", "index", "scenes", "encoder"}
+
+# Which stage writes each file, so a missing or damaged one can be explained.
 PRODUCED_BY = {
-    "captions.json": "`python -m helpers prepare` or notebook 01",
-    "dataset.json": "`python -m helpers prepare` or notebook 01",
-    "vocab.json": "`python -m helpers prepare` or notebook 02",
-    "model.keras": "`python -m helpers train` or notebook 05",
-    "model.json": "`python -m helpers train` or notebook 05",
-    "history.json": "`python -m helpers train` or notebook 05",
+    "captions.json": "`python -m helpers prepare` (or notebook 01)",
+    "dataset.json": "`python -m helpers prepare` (or notebook 01)",
+    "vocab.json": "`python -m helpers prepare` (or notebook 02)",
+    "model.keras": "`python -m helpers train` (or notebook 05)",
+    "model.json": "`python -m helpers train` (or notebook 05)",
+    "history.json": "`python -m helpers train` (or notebook 05)",
 }
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of one trained model in a work folder.
+
+    The default model is `model.keras` with `model.json` (its settings, fingerprints and progress) and
+    `history.json` (its loss curves); another model NAME (`train --model NAME`, notebooks 07-08) is
+    `NAME.keras`, `NAME.json` and `NAME.history.json` beside it, sharing the folder's captions and features.
+    """
+
+    name: str
+    root: Path
+
+    def _file(self, default: str, suffix: str) -> Path:
+        return self.root / (default if self.name == DEFAULT_MODEL else f"{self.name}{suffix}")
+
+    @property
+    def keras(self) -> Path:
+        return self._file("model.keras", ".keras")
+
+    @property
+    def record(self) -> Path:
+        return self._file("model.json", ".json")
+
+    @property
+    def history(self) -> Path:
+        return self._file("history.json", ".history.json")
+
+    @property
+    def encoder(self) -> Path:
+        """The fine-tuned encoder of an end-to-end model (`train --fine-tune`)."""
+        return self._file("encoder.keras", ".encoder.keras")
+
+    def evaluation(self, split: str, beam_width: int = 1) -> Path:
+        """Where `evaluate` writes its scores and captions (one file per split and beam width)."""
+        what = f"{split}{'' if beam_width == 1 else f'_beam{beam_width}'}"
+        return self._file(f"evaluation_{what}.json", f".evaluation_{what}.json")
+
+    def train_command(self) -> str:
+        """The command that trains this model again."""
+        return "`python -m helpers train`" + ("" if self.name == DEFAULT_MODEL else f" --model {self.name}")
+
+    def files(self) -> list[Path]:
+        """Every file of this model that exists."""
+        fixed = [self.keras, self.record, self.history, self.encoder]
+        return [p for p in fixed if p.exists()] + sorted(self.root.glob(self.evaluation("*").name))
 
 
 @dataclass(frozen=True)
@@ -33,27 +83,55 @@ class Workspace:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser())
-        self.root.mkdir(parents=True, exist_ok=True)
+        root = Path(self.root).expanduser()
+        object.__setattr__(self, "root", root)
+        if root.exists() and not root.is_dir():
+            raise WorkFolderError(f"The work folder {root} is a file, not a folder: pass another --out "
+                                  "(COURSE_WORK_DIR in a notebook), or move the file away.")
+        root.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:
         """Path of a file in the work folder (it may not exist yet)."""
         return self.root / name
 
+    def stage_of(self, name: str) -> str:
+        """The stage that writes a file of the work folder."""
+        return PRODUCED_BY.get(name, "the stage that writes it")
+
     def require(self, name: str) -> Path:
         """Path of a file an earlier stage must have written, or a message saying which stage to run."""
         path = self.path(name)
         if not path.exists():
-            stage = PRODUCED_BY.get(name, "the stage that writes it")
-            raise FileNotFoundError(f"{path} is missing: run {stage} first (same work folder: {self.root}).")
+            raise WorkFolderError(f"{path} is missing: run {self.stage_of(name)} first "
+                                  f"(same work folder: {self.root}).")
         return path
 
     def read_json(self, name: str) -> Any:
-        """Load a JSON file an earlier stage wrote."""
-        return json.loads(self.require(name).read_text(encoding="utf-8"))
+        """Load a JSON file an earlier stage wrote; a WorkFolderError if it is missing or damaged."""
+        path = self.require(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise WorkFolderError(f"{path} is damaged ({type(error).__name__}: {error}): run "
+                                  f"{self.stage_of(name)} again to rewrite it.") from error
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write a JSON file atomically and return its path."""
-        write_json(self.path(name), data)
-        return self.path(name)
+        return write_json(self.path(name), data)
 
+    def model(self, name: str = DEFAULT_MODEL) -> ModelFiles:
+        """The files of the trained model `name` (a name of letters, digits, '-' and '_')."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name) or name in RESERVED_NAMES:
+            raise SettingError(f"{name!r} cannot name a model: use letters, digits, '-' and '_' (not "
+                               f"{', '.join(sorted(RESERVED_NAMES))}).")
+        return ModelFiles(name, self.root)
+
+    def models(self) -> list[ModelFiles]:
+        """Every trained model in the folder (a .keras file with its .json record)."""
+        found = []
+        for path in sorted(self.root.glob("*.keras")):
+            name = path.stem
+            if name.endswith(".encoder") or name in RESERVED_NAMES:
+                continue
+            found.append(ModelFiles(name, self.root))
+        return found

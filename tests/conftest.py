@@ -14,8 +14,9 @@ CAPTIONS = {
                      "A little girl climbing into a wooden playhouse ."],
     "2000_bbb.jpg": ["A black dog and a spotted dog are fighting", "Two dogs on pavement moving toward each other ."],
     "3000_ccc.jpg": ["A man's bike, red and blue .", "The END of the race ."],
+    "4000_ddd.jpg": ["A boy in a red T-shirt runs .", "A child running on the grass ."],
 }
-SPLITS = {"train": ["1000_aaa.jpg", "2000_bbb.jpg"], "dev": [], "test": ["3000_ccc.jpg"]}
+SPLITS = {"train": ["1000_aaa.jpg", "2000_bbb.jpg"], "dev": ["4000_ddd.jpg"], "test": ["3000_ccc.jpg"]}
 
 
 def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path:

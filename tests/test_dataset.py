@@ -1,10 +1,11 @@
 import csv
 import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers.dataset import DatasetError, detect_layout, load_dataset, read_kaggle_captions
+from helpers.dataset import detect_layout, load_dataset
+from helpers.errors import DatasetError
+from helpers.layouts.flickr8k import read_kaggle_captions
 from tests.conftest import CAPTIONS, write_image
 
 
@@ -46,7 +47,7 @@ def test_empty_and_blank_captions_are_reported_not_kept(kaggle_dir):
     assert all(c for caps in data.captions.values() for c in caps)
     reasons = sorted(s.reason for s in data.skipped)
     assert len(reasons) == 2
-    assert "empty after cleaning" in reasons[0] and "'!!! 2 ...'" in reasons[0]
+    assert "no words left after cleaning" in reasons[0] and "'!!! 2 ...'" in reasons[0]
     assert reasons[1] == "row has no caption"
 
 
@@ -73,7 +74,8 @@ def test_kaggle_without_split_files_uses_the_official_lists(kaggle_dir):
 def test_official_split_lists_ship_with_the_course():
     from helpers.paths import official_splits_dir
 
-    lists = {s: (official_splits_dir() / f"Flickr_8k.{s}Images.txt").read_text().split() for s in ("train", "dev", "test")}
+    lists = {s: (official_splits_dir() / f"Flickr_8k.{s}Images.txt").read_text().split()
+             for s in ("train", "dev", "test")}
     assert [len(v) for v in lists.values()] == [6000, 1000, 1000]
     assert not set(lists["train"]) & set(lists["test"]) and not set(lists["dev"]) & set(lists["test"])
 
@@ -82,9 +84,8 @@ def test_nested_images_folder_from_some_unzippers(kaggle_dir):
     shutil.move(kaggle_dir / "Images", kaggle_dir / "tmp")
     (kaggle_dir / "Images").mkdir()
     shutil.move(kaggle_dir / "tmp", kaggle_dir / "Images" / "Images")
-    layout, images, _ = detect_layout(kaggle_dir)
-    assert images == kaggle_dir / "Images" / "Images"
-    assert len(load_dataset(kaggle_dir).captions) == 3
+    assert detect_layout(kaggle_dir).images_dir == kaggle_dir / "Images" / "Images"
+    assert len(load_dataset(kaggle_dir).captions) == len(CAPTIONS)
 
 
 def test_missing_folder_names_it_and_says_how_to_download(tmp_path):
@@ -109,13 +110,15 @@ def test_captions_without_images(kaggle_dir):
 
 
 def test_fixture_in_both_layouts_cleans_identically(tmp_path):
-    from helpers.fixture import write_original_layout
+    from helpers.fixture_layouts import write_fixture_layout
     from helpers.paths import fixture_dir
 
     kaggle = load_dataset(fixture_dir())
-    original = load_dataset(write_original_layout(fixture_dir(), tmp_path / "original"))
+    original = load_dataset(write_fixture_layout("original", tmp_path / "original"))
     assert (kaggle.layout, original.layout) == ("kaggle", "original")
-    assert len(kaggle.captions) == 144 and kaggle.caption_count == 720 and not kaggle.skipped
+    assert len(kaggle.captions) == 440 and kaggle.caption_count == 2200 and not kaggle.skipped
     assert {n: sorted(c) for n, c in kaggle.captions.items()} == {n: sorted(c) for n, c in original.captions.items()}
     assert kaggle.splits == original.splits
-    assert [s.item for s in original.skipped] and all(".jpg.1 not found" in s.reason for s in original.skipped)
+    # the real token file's quirk: five captions of 2258277193_586949ec62.jpg, an image Flickr8k does not ship
+    assert [s.item for s in original.skipped] == ["line 1101", "line 2202", "line 2203", "line 2204", "line 2205"]
+    assert all("2258277193_586949ec62.jpg" in s.reason and "not found" in s.reason for s in original.skipped)

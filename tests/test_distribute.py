@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers.model import build_merge_model
+from helpers.decoders.merge import build_merge_model
+from helpers.errors import SettingError
 from helpers.training import make_dataset, strategy_for, strategy_name, train_model
 from helpers.vocabulary import Vocabulary
 
@@ -26,7 +27,7 @@ def test_auto_is_the_default_strategy_without_two_gpus():
 def test_a_strategy_object_passes_through_and_unknown_names_fail():
     strategy = tf.distribute.get_strategy()
     assert strategy_for(strategy) is strategy
-    with pytest.raises(ValueError, match="auto, default, mirrored"):
+    with pytest.raises(SettingError, match="auto, default, mirrored"):
         strategy_for("tpu")
 
 
@@ -58,20 +59,22 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from helpers import pipeline
-    from helpers.features import load_features
+    from helpers.decoding import decode
+    from helpers.prepare import prepare
     from helpers.training import make_dataset
     from helpers.workspace import Workspace
 
     work = Workspace(sys.argv[1])
-    pipeline.prepare(work)
+    prepare(work)
     pipeline.extract(work, image_size=71, progress=False)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     history = pipeline.train(work, image_size=71, epochs=3, batch_size=24, units=32, dropout=0.0,
                              learning_rate=3e-3, patience=5, strategy=strategy, verbose=0)
     model, vocab, config = pipeline.load_trained(work)
-    features = load_features(pipeline.features_path(work, config["weights"], 71)).features
-    captions = pipeline.generate(model, np.stack(list(features.values())[:4]), vocab)
-    train_ds = make_dataset(work.read_json("captions.json")["train"], features, vocab, batch_size=24, seed=0)
+    captions_json = work.read_json("captions.json")
+    features = pipeline.trained_features(work, config, list(captions_json["train"]))
+    captions = decode(model, features, vocab, keys=list(captions_json["train"])[:4]).captions
+    train_ds = make_dataset(captions_json["train"], features, vocab, batch_size=24, seed=0)
     shapes = [list(x["caption"].shape) for x, _ in train_ds]  # the batches pipeline.train was given
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "history": history, "config": config,
                       "captions": captions, "shapes": shapes}))

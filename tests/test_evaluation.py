@@ -2,7 +2,9 @@ import math
 
 import pytest
 
-from helpers.evaluation import bleu_scores, human_bleu, repetition_stats
+from helpers.errors import SettingError
+from helpers.evaluation import bleu_scores, frequent_caption_floor, human_bleu, repetition_stats, sentence_bleus
+from helpers.vocabulary import Vocabulary
 
 
 def test_bleu1_by_hand_with_brevity_penalty():
@@ -25,7 +27,7 @@ def test_perfect_match_and_special_tokens_stripped():
 
 
 def test_mismatched_lengths_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(SettingError):
         bleu_scores([["a"]], ["a", "b"])
 
 
@@ -42,3 +44,27 @@ def test_repetition_ignores_function_words():
     assert stats["repeated_word_share"] == pytest.approx(1 / 3)
     assert stats["distinct_words"] == 4
     assert stats["distinct_caption_share"] == pytest.approx(2 / 3)
+    assert "vocabulary_used_share" not in stats
+    vocab = Vocabulary.build(["a dog and a cat", "a bird sings", "the end"])  # 8 words
+    used = repetition_stats(["a dog and a cat", "a dog dog dog"], vocab)["vocabulary_used_share"]
+    assert used == pytest.approx(4 / 8)
+
+
+def test_the_floor_writes_the_most_frequent_train_caption_for_every_image():
+    train = {"1.jpg": ["a dog runs", "a dog"], "2.jpg": ["a dog runs", "a cat sleeps"], "3.jpg": ["a dog runs"]}
+    references = [["a dog runs fast", "the dog runs"], ["a cat sleeps", "a cat is asleep"]]
+    floor = frequent_caption_floor(train, references)
+    assert floor["caption"] == "a dog runs" and floor["times_in_train"] == 3
+    assert floor["bleu1"] == pytest.approx(bleu_scores(references, ["a dog runs"] * 2)["bleu1"])
+    assert 0 < floor["bleu1"] < 1
+
+
+def test_sentence_bleus_per_caption():
+    refs = [["a red ball on the left of the grass"], ["a blue ball on the right"]]
+    scores = sentence_bleus(refs, ["a red ball on the left of the grass", "a dog"])
+    assert scores[0] == pytest.approx(1.0)
+    assert 0.0 <= scores[1] < 0.1
+    assert sentence_bleus([["the cat sat"]], [""])[0] == 0.0  # empty caption: 0, no exception
+    assert sentence_bleus([["a red ball"]], ["a red ball <end>"], order=1)[0] == pytest.approx(1.0)
+    with pytest.raises(SettingError):
+        sentence_bleus([["a"]], ["a", "b"])

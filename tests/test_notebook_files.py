@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from ipykernel.ipkernel import IPythonKernel
 
 from helpers.notebook import read_repository, repository
 
@@ -52,8 +53,10 @@ def test_names_are_numbered_in_sequence():
 def test_valid_and_committed_clean(notebook):
     path, nb = notebook
     nbformat.validate(nb)
-    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
-    assert set(nb.metadata.get("language_info", {})) <= {"name"}, "language_info should be {'name': 'python'}"
+    # What JupyterLab writes on save, so that opening a notebook does not mark it modified
+    assert nb.metadata.kernelspec == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    expected = {**IPythonKernel.language_info, "version": nb.metadata.language_info.get("version")}
+    assert nb.metadata.language_info == expected and expected["version"].startswith("3.11.")  # environment.yml's
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert cell.outputs == [], f"cell {i} has outputs: clear them before committing"
@@ -117,8 +120,8 @@ def test_no_sys_path_edits(notebook):
 def test_last_cell_navigates_to_the_neighbours(index):
     nb = read(NOTEBOOKS[index])
     last = nb.cells[-1]
-    assert last.cell_type == "markdown" and last.source.startswith(NAV_MARKER), \
-        f"the last cell is the navigation cell, starting with {NAV_MARKER}"
+    assert last.cell_type == "markdown" and last.source.startswith(f"## Navigation\n\n{NAV_MARKER}"), \
+        f"the last cell is the navigation cell, a heading (it ends the last collapsed solution) then {NAV_MARKER}"
     targets = links(last.source)
     if index + 1 < len(NOTEBOOKS):
         assert NOTEBOOKS[index + 1].name in targets, f"the last cell should link to {NOTEBOOKS[index + 1].name}"
@@ -126,6 +129,28 @@ def test_last_cell_navigates_to_the_neighbours(index):
     if index > 0:
         assert NOTEBOOKS[index - 1].name in targets, f"the last cell should link to {NOTEBOOKS[index - 1].name}"
     assert sum(NAV_MARKER in cell.source for cell in nb.cells) == 1
+
+
+def test_exercises_have_a_turn_cell_and_a_collapsed_solution(notebook):
+    """### Exercise N, a cell for the learner's answer, then the solution: collapsed in JupyterLab and Colab."""
+    path, nb = notebook
+    cells = nb.cells
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("### Exercise ")]
+    assert starts, "no exercises"
+    collapsed = []
+    for number, i in enumerate(starts, 1):
+        assert cells[i].source.startswith(f"### Exercise {number}\n"), cells[i].source[:40]
+        turn, solution = cells[i + 1], cells[i + 2]
+        if turn.cell_type == "code":  # a code exercise: an empty cell to write in, then a collapsed heading
+            assert turn.source.startswith("# Your turn") and "\n" not in turn.source.strip()
+            assert solution.source == f"#### Solution {number}", solution.source[:40]
+            assert solution.metadata.get("jp-MarkdownHeadingCollapsed") is True  # JupyterLab keeps it collapsed
+            collapsed.append(solution.metadata["id"])  # Colab's collapsed sections name a cell's metadata id
+            assert cells[i + 3].cell_type == "code" and "solution" in cells[i + 3].metadata.get("tags", [])
+        else:  # a question to think about: a cell for the answer, then the answer folded in <details>
+            assert turn.source.startswith("*Your answer:*")
+            assert solution.source.startswith("<details><summary>Solution")
+    assert nb.metadata.get("colab", {}).get("collapsed_sections") == collapsed
 
 
 def test_notebook_links_point_at_existing_notebooks():

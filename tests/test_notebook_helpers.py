@@ -4,12 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
 import pytest
 
 from helpers import notebook
-from helpers.dataset import DatasetError
-from helpers.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, repository, resolve_data, work_dir
+from helpers.errors import DatasetError, WorkFolderError
+from helpers.find_data import resolve_data
+from helpers.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, notebook_workspace, repository
 from helpers.paths import fixture_dir
 from helpers.workspace import Workspace
 
@@ -99,27 +99,28 @@ def test_auto_skips_an_unusable_folder_and_says_so(isolated, capsys):
     assert f"Skipping {isolated / 'flickr8k'}" in capsys.readouterr().out
 
 
-def test_banner_names_the_fixture_and_how_to_switch(isolated, capsys):
+def test_banner_names_the_fixture_how_to_switch_and_the_untrained_encoder_once(isolated, capsys):
     banner(*resolve_data("fixture"))
-    out = capsys.readouterr().out.strip()
+    first, second = capsys.readouterr().out.strip().splitlines()
     images = len(list((fixture_dir() / "Images").glob("*.jpg")))
-    assert "\n" not in out and "FIXTURE" in out and f"{images} tiny synthetic images" in out and "COURSE_DATA=" in out
+    assert "FIXTURE" in first and f"{images} small synthetic pictures" in first and 'DATA' in first
+    assert "UNTRAINED" in second and "colour and layout" in second
 
 
 def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, capsys):
     banner(kaggle_dir, False)
-    assert capsys.readouterr().out.startswith(f"Using Flickr8k from {kaggle_dir} (kaggle layout, 3 images)")
+    assert capsys.readouterr().out.strip() == f"Using kaggle data from {kaggle_dir} (4 images)."
 
 
-def test_work_dir_comes_from_the_environment(tmp_path, monkeypatch):
+def test_notebook_workspace_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
-    work = work_dir()
+    work = notebook_workspace()
     assert isinstance(work, Workspace) and work.root == tmp_path / "work" and work.root.is_dir()
 
 
 def test_ensure_prepared_runs_prepare_once_per_dataset(isolated, kaggle_dir, tmp_path, capsys):
     work = Workspace(tmp_path / "work")
-    with pytest.raises(FileNotFoundError, match="notebook 01"):
+    with pytest.raises(WorkFolderError, match="notebook 01"):
         work.require("captions.json")
     ensure_prepared(work, fixture_dir())
     assert "Running notebook 01's prepare stage" in capsys.readouterr().out
@@ -130,7 +131,7 @@ def test_ensure_prepared_runs_prepare_once_per_dataset(isolated, kaggle_dir, tmp
 
     summary = ensure_prepared(work, kaggle_dir)
     assert "another dataset" in capsys.readouterr().out
-    assert summary["images"] == 3 and set(work.read_json("captions.json")["train"]) == {"1000_aaa.jpg", "2000_bbb.jpg"}
+    assert summary["images"] == 4 and set(work.read_json("captions.json")["train"]) == {"1000_aaa.jpg", "2000_bbb.jpg"}
 
 
 def test_setup_seeds_and_prints_versions(capsys):
@@ -143,7 +144,8 @@ def test_setup_seeds_and_prints_versions(capsys):
 
 
 def test_importing_and_setup_do_not_import_tensorflow():
-    code = ("import sys, helpers.notebook as n; n.setup(0); n.banner(*n.resolve_data('fixture')); "
+    code = ("import sys, helpers.notebook as n, helpers.find_data as f, helpers.figures; n.setup(0); "
+            "n.banner(*f.resolve_data('fixture')); "
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip().endswith("False")
@@ -153,7 +155,7 @@ def test_repository_is_the_pyproject_setting():
     tomllib = pytest.importorskip("tomllib")
     setting = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["course"]["repository"]
     assert repository() == setting
-    assert FALLBACK_REPOSITORY == setting, "run tools/set_repository.py to bring helpers/notebook.py in line"
+    assert setting == FALLBACK_REPOSITORY, "run tools/set_repository.py to bring helpers/notebook.py in line"
 
 
 def test_repository_falls_back_without_pyproject(tmp_path, monkeypatch):
@@ -170,26 +172,3 @@ def test_repository_is_read_without_tomllib(tmp_path, monkeypatch):
     assert notebook.read_repository(pyproject) == "me/course"
     pyproject.write_text('[tool.other]\nrepository = "not/this"\n', encoding="utf-8")
     assert notebook.read_repository(pyproject) is None
-
-
-def test_show_captioned_draws_one_panel_per_image(kaggle_dir):
-    matplotlib.use("Agg")
-    images = sorted((kaggle_dir / "Images").glob("*.jpg"))
-    fig = notebook.show_captioned(images, ["one caption", ["two", "captions"], "a " * 40], ncols=2)
-    assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == [p.name for p in images]
-    with pytest.raises(ValueError, match="3 images but 2 captions"):
-        notebook.show_captioned(images, ["a", "b"])
-
-
-def test_draw_model_draws_one_box_per_layer_and_one_arrow_per_connection():
-    matplotlib.use("Agg")
-    from helpers.model import build_merge_model
-
-    model = build_merge_model(12, feature_dim=8, units=4, embedding_dim=4)
-    fig = notebook.draw_model(model)
-    ax = fig.axes[0]
-    assert len(ax.patches) == len(model.layers)
-    texts = [t.get_text() for t in ax.texts]
-    assert all(layer.name in texts for layer in model.layers)
-    assert len([child for child in ax.get_children() if type(child).__name__ == "Annotation"]) == 10  # graph edges
-    assert any("(None, None, 12)" in t for t in texts)

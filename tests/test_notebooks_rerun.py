@@ -1,9 +1,12 @@
-"""Every notebook runs twice, top to bottom, in ONE kernel on the fixture, with the same results both times.
+"""Every notebook runs on other layouts of the fixture: twice, top to bottom, in ONE kernel on its MS-COCO 2017 copy
+(with the same results both times), and once on its Karpathy copy. (nbval runs them on the fixture itself.)
 
 Learners re-run cells and whole notebooks out of order; a notebook that only works once (a file it moves,
 a list it appends to, a cache it half-fills) fails here. One kernel serves all notebooks in order (01 first,
 sharing one work folder, as a learner's session does): each notebook's cells are executed, then executed again.
 Outputs with numbers in them must be equal in both passes, once timings and progress bars are masked out.
+The copies are small (every third image) and train for two epochs: these runs check the plumbing of every
+layout (COCO's keys hold a folder: `train2017/x.jpg`), while nbval checks the lessons' numbers on the fixture.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers.fixture_layouts import write_fixture_layout
+
+pytestmark = pytest.mark.notebooks
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
+EVERY = 3  # every third image of each split
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT = 300
 # Lines whose numbers change from run to run: Keras' step timings, tqdm bars, wall-clock times.
@@ -41,10 +48,10 @@ def text_output(cell) -> str:
     return "\n".join(line for line in lines if not TIMING.search(line) and not LOGGING.search(line))
 
 
-def execute_twice(client, notebook) -> list[tuple[int, str, str]]:
-    """Run every code cell of `notebook` twice in the client's kernel: [(cell index, first, second)]."""
+def execute(client, notebook, times: int) -> list[tuple[int, str, str]]:
+    """Run every code cell of `notebook` `times` times in the client's kernel: [(cell index, first, last output)]."""
     passes = []
-    for _ in range(2):
+    for _ in range(times):
         copy = nbformat.from_dict(nbformat.v4.new_notebook(cells=[dict(c) for c in notebook.cells],
                                                            metadata=notebook.metadata))
         for cell in copy.cells:
@@ -55,15 +62,15 @@ def execute_twice(client, notebook) -> list[tuple[int, str, str]]:
             if cell.cell_type == "code":
                 client.execute_cell(cell, index)  # raises CellExecutionError naming the cell and the traceback
         passes.append(copy)
-    return [(i, text_output(a), text_output(b)) for i, (a, b) in enumerate(zip(*(p.cells for p in passes)))
-            if a.cell_type == "code"]
+    return [(i, text_output(a), text_output(b)) for i, (a, b) in enumerate(zip(passes[0].cells, passes[-1].cells,
+                                                                              strict=True)) if a.cell_type == "code"]
 
 
-@pytest.mark.slow
-def test_every_notebook_runs_twice_in_one_kernel_with_identical_results(tmp_path, monkeypatch):
-    assert NOTEBOOKS, "no notebooks found"
-    monkeypatch.setenv("COURSE_DATA", "fixture")
-    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+def run_every_notebook(data: Path, work: Path, times: int, monkeypatch) -> list[str]:
+    """Execute every notebook `times` times in one kernel on `data`: the differences between first and last pass."""
+    monkeypatch.setenv("COURSE_DATA", str(data))
+    monkeypatch.setenv("COURSE_WORK_DIR", str(work))
+    monkeypatch.setenv("COURSE_EPOCHS", "2")
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -74,9 +81,21 @@ def test_every_notebook_runs_twice_in_one_kernel_with_identical_results(tmp_path
     with client.setup_kernel(env=dict(os.environ)):
         for path in NOTEBOOKS:
             notebook = nbformat.read(path, as_version=4)
-            for index, once, twice in execute_twice(client, notebook):
-                if once != twice and re.search(r"\d", once + twice):
-                    diff = difflib.unified_diff(once.splitlines(), twice.splitlines(), "first run", "second run",
+            for index, once, again in execute(client, notebook, times):
+                if once != again and re.search(r"\d", once + again):
+                    diff = difflib.unified_diff(once.splitlines(), again.splitlines(), "first run", "second run",
                                                 lineterm="", n=1)
                     differences.append(f"{path.name} cell {index}:\n" + "\n".join(diff))
+    return differences
+
+
+def test_every_notebook_runs_twice_in_one_kernel_on_the_coco_copy(tmp_path, monkeypatch):
+    assert NOTEBOOKS, "no notebooks found"
+    data = write_fixture_layout("coco2017", tmp_path / "coco", every=EVERY)
+    differences = run_every_notebook(data, tmp_path / "work", 2, monkeypatch)
     assert not differences, "outputs changed when the notebooks ran again:\n\n" + "\n\n".join(differences)
+
+
+def test_every_notebook_runs_on_the_karpathy_copy(tmp_path, monkeypatch):
+    data = write_fixture_layout("karpathy", tmp_path / "karpathy", every=EVERY)
+    assert run_every_notebook(data, tmp_path / "work", 1, monkeypatch) == []

@@ -6,18 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.dataset import DOWNLOAD_HELP, DatasetError, detect_layout, load_dataset
-from helpers.features import FEATURE_DIM, extract_features, load_features
+from helpers.dataset import DOWNLOAD_HELP, detect_layout, load_dataset
+from helpers.errors import DatasetError
+from helpers.extraction import extract_features
+from helpers.feature_cache import read_cache
 from tests.conftest import CAPTIONS, write_image
 
 SIZE = 71
+FEATURE_DIM = 2048
 
 
 def assert_helpful(error: pytest.ExceptionInfo, path: Path, *found: str) -> None:
@@ -74,8 +76,8 @@ def test_nested_original_images_folder_from_some_unzippers(original_dir):
     """Flickr8k_Dataset.zip unzipped into its own folder: Flickr8k_Dataset/Flicker8k_Dataset/*.jpg."""
     (original_dir / "Flickr8k_Dataset").mkdir()
     shutil.move(original_dir / "Flicker8k_Dataset", original_dir / "Flickr8k_Dataset" / "Flicker8k_Dataset")
-    layout, images, _ = detect_layout(original_dir)
-    assert (layout, images) == ("original", original_dir / "Flickr8k_Dataset" / "Flicker8k_Dataset")
+    found = detect_layout(original_dir)
+    assert (found.layout, found.images_dir) == ("original", original_dir / "Flickr8k_Dataset" / "Flicker8k_Dataset")
     assert len(load_dataset(original_dir).captions) == len(CAPTIONS)
 
 
@@ -109,17 +111,18 @@ def test_every_quirk_at_once_is_loaded_or_reported_row_by_row(kaggle_dir):
     assert data.captions["3000_ccc.jpg"] == ["ein hund rennt uber die wiese"]
     reasons = {s.item: s.reason for s in data.skipped}
     assert reasons == {"line 4": "row has no caption", "line 5": "row has no caption",
-                       "line 7": "caption of 3000_ccc.jpg is empty after cleaning: '犬が走る'"}
+                       "line 7": "caption of 3000_ccc.jpg has no words left after cleaning: '犬が走る'"}
 
 
 def test_captions_that_all_clean_to_nothing_give_a_clear_error(kaggle_dir, tmp_path):
-    from helpers.pipeline import prepare
+    from helpers.prepare import prepare
     from helpers.workspace import Workspace
 
     with (kaggle_dir / "captions.txt").open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["image", "caption"], ["1000_aaa.jpg", "!!!"], ["2000_bbb.jpg", "42"]])
-    with pytest.raises(ValueError, match="no captions"):
+    with pytest.raises(DatasetError, match="The train and dev and test splits .* have no image with captions"):
         prepare(Workspace(tmp_path / "work"), kaggle_dir)
+    assert not (tmp_path / "work" / "captions.json").exists()
 
 
 # --- Images: good ones get features, bad ones are listed with the reason, extraction carries on -------
@@ -151,91 +154,63 @@ class MeanColour:
     """A stand-in encoder: each image's mean colour, repeated to 2048 numbers."""
 
     input_shape = (None, SIZE, SIZE, 3)
+    output_shape = (None, FEATURE_DIM)
 
     def predict_on_batch(self, pixels):
         means = np.asarray(pixels).mean(axis=(1, 2))
         return np.tile(means, FEATURE_DIM // 3 + 1)[:, :FEATURE_DIM]
 
 
-def test_odd_images_get_features_and_bad_ones_are_listed_with_reasons(tmp_path):
+def extract(paths, cache, **options):
+    """extract_features with the stand-in encoder at SIZE pixels, no progress bar."""
+    return extract_features(paths, cache, image_size=SIZE, progress=False, model=MeanColour(), **options)
+
+
+def test_odd_images_get_features_and_bad_ones_are_listed_with_reasons(tmp_path, capsys):
     paths, bad = odd_images(tmp_path / "photos")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        found = extract_features(paths, tmp_path / "cache.npz", image_size=SIZE, batch_size=3, progress=False,
-                                 encoder=MeanColour())
-    assert sorted(found.features) == sorted(p.name for p in paths if p.name not in bad)
+    found = extract(paths, tmp_path / "cache", batch_size=3)
+    assert sorted(found) == sorted(p.name for p in paths if p.name not in bad)
     assert sorted(found.failed) == sorted(bad)
     for name, reason in bad.items():
         assert reason in found.failed[name], found.failed[name]
-    assert np.isfinite(found.matrix(sorted(found.features))).all()
-    np.testing.assert_allclose(found.features["big.jpg"][:3], np.array([40, 140, 240]) / 127.5 - 1, atol=0.02)
-    [message] = [str(w.message) for w in caught if "could not be read" in str(w.message)]
+    assert np.isfinite(found.stack(sorted(found))).all()
+    np.testing.assert_allclose(found["big.jpg"][:3], np.array([40, 140, 240]) / 127.5 - 1, atol=0.02)
+    [message] = [line for line in capsys.readouterr().out.splitlines() if "could not be read" in line]
     assert message.startswith("3 of 8 images could not be read") and "cut.jpg: truncated" in message
-    assert sorted(load_features(tmp_path / "cache.npz").failed) == sorted(bad)  # kept in the cache too
-
-
-def test_captioning_own_odd_photos_lists_the_bad_ones(tmp_path, monkeypatch):
-    """`caption_files` (what `python -m helpers caption` calls) captions the good photos and names the bad."""
-    from helpers import pipeline
-
-    paths, bad = odd_images(tmp_path / "photos")
-    monkeypatch.setattr(pipeline, "load_trained", lambda work: ("model", "vocab", {"weights": "none",
-                                                                                   "image_size": SIZE}))
-    monkeypatch.setattr(pipeline, "generate", lambda model, features, vocab, beam: [f"{len(f)}" for f in features])
-    real_extract = pipeline.extract_features
-    monkeypatch.setattr(pipeline, "extract_features",
-                        lambda *args, **kwargs: real_extract(*args, **{**kwargs, "encoder": MeanColour()}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        captions, failed = pipeline.caption_files(None, paths)
-    assert sorted(captions) == sorted(p.name for p in paths if p.name not in bad)
-    assert sorted(failed) == sorted(bad)
+    assert sorted(read_cache(tmp_path / "cache").failed) == sorted(bad)  # kept in the cache too
 
 
 # --- Feature extraction killed while it saves ---------------------------------------------------------
 
 
 def test_killed_while_saving_leaves_the_last_complete_cache(tmp_path, monkeypatch):
-    """Ctrl-C in the middle of writing the cache: the file on disk is the previous complete one, never half of
-    the new one, and a rerun ends with exactly the features of a clean run."""
-    from helpers import features as features_module
+    """Ctrl-C in the middle of writing a part of the cache: the index still names only complete rows, nothing
+    half-written is left behind, and a rerun ends with exactly the features of a clean run."""
+    from helpers import feature_cache
 
     folder = tmp_path / "photos"
     folder.mkdir()
     paths = [write_image(folder / f"img{i}.png", (10 * i, 100, 200 - 10 * i)) for i in range(6)]
-    clean = extract_features(paths, tmp_path / "clean.npz", image_size=SIZE, batch_size=2, progress=False,
-                             encoder=MeanColour())
-    cache = tmp_path / "cache.npz"
-    extract_features(paths[:2], cache, image_size=SIZE, batch_size=2, progress=False, encoder=MeanColour())
-    before = cache.read_bytes()
+    clean = extract(paths, tmp_path / "clean", batch_size=2)
+    cache = tmp_path / "cache"
+    extract(paths[:2], cache, batch_size=2)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
 
-    real_savez = np.savez
+    real_save = np.save
 
-    def savez_then_killed(file, **arrays):
-        real_savez(file, **arrays)
-        file.truncate(file.tell() // 2)  # half of the new file is on disk when Ctrl-C lands
+    def save_then_killed(file, array, **kwargs):
+        real_save(file, array, **kwargs)
+        with open(file, "r+b") as half:
+            half.truncate(Path(file).stat().st_size // 2)  # half of the new part is on disk when Ctrl-C lands
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(features_module.np, "savez", savez_then_killed)
+    monkeypatch.setattr(feature_cache.np, "save", save_then_killed)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(paths, cache, image_size=SIZE, batch_size=2, progress=False, encoder=MeanColour(),
-                         checkpoint_seconds=0)
-    monkeypatch.setattr(features_module.np, "savez", real_savez)
-    assert cache.read_bytes() == before and sorted(load_features(cache).features) == ["img0.png", "img1.png"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+        extract(paths, cache, batch_size=2, checkpoint_seconds=0)
+    monkeypatch.setattr(feature_cache.np, "save", real_save)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before  # the temporary part was removed
+    assert sorted(read_cache(cache)) == ["img0.png", "img1.png"]
 
-    resumed = extract_features(paths, cache, image_size=SIZE, batch_size=2, progress=False, encoder=MeanColour())
+    resumed = extract(paths, cache, batch_size=2)
     names = [p.name for p in paths]
-    np.testing.assert_array_equal(resumed.matrix(names), clean.matrix(names))
-
-
-def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
-    guide = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
-    source = "".join(p.read_text(encoding="utf-8") for p in (Path(__file__).resolve().parent.parent / "helpers").glob("*.py"))
-    for quoted in ("is not a Flickr8k folder in a layout the course knows", "unzip it into this folder first",
-                   "holds no caption rows", "could not be read and have no features", "is not the published",
-                   "the vocabulary was rebuilt after training", "come from different runs",
-                   "was not written by the encoder", "the best epoch so far is saved in",
-                   "run the same command again", "Could not get Xception's ImageNet weights"):
-        assert quoted in guide and quoted in source, quoted
-    assert "docs/troubleshooting.md" in DOWNLOAD_HELP
+    np.testing.assert_array_equal(resumed.stack(names), clean.stack(names))

@@ -52,7 +52,7 @@ def findings(pattern: re.Pattern, paths: list[Path]) -> list[str]:
 
 def test_the_scan_sees_the_course_files():
     names = {p.relative_to(ROOT).as_posix() for p in course_files()}
-    assert {"helpers/features.py", "helpers/pipeline.py", "notebooks/01_data_cleaning.ipynb"} <= names
+    assert {"helpers/feature_cache.py", "helpers/pipeline.py", "notebooks/01_data_cleaning.ipynb"} <= names
 
 
 def test_no_pickle_and_no_unsafe_model_loading():
@@ -74,7 +74,8 @@ def test_notebook_shell_lines_do_not_interpolate_variables():
     assert bad == []
 
 
-@pytest.mark.parametrize("planted", ["import pickle\n", "from joblib import dump\n", "x = np.load(f, allow_pickle=True)\n",
+@pytest.mark.parametrize("planted", ["import pickle\n", "from joblib import dump\n",
+                                     "x = np.load(f, allow_pickle=True)\n",
                                      "m = keras.models.load_model(p, safe_mode=False)\n", "open('vocab.pkl', 'wb')\n",
                                      "data = pickle.loads(blob)\n"])
 def test_the_scan_catches_planted_pickle(tmp_path, planted):

@@ -4,16 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.model import build_merge_model
-from helpers.training import (
-    count_progressive_examples,
-    make_dataset,
-    progressive_bytes,
-    progressive_examples,
-    set_seed,
-    teacher_forcing_arrays,
-    train_model,
-)
+from helpers.decoders.merge import build_merge_model
+from helpers.errors import SettingError, WorkFolderError
+from helpers.feature_cache import FeatureSet
+from helpers.training import make_dataset, set_seed, teacher_forcing_arrays, train_model
+from helpers.tutorial_baselines import count_progressive_examples, progressive_bytes, progressive_examples
 from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 FEATURE_DIM = 8
@@ -70,7 +65,8 @@ def test_batches_are_trimmed_to_their_longest_caption(captions, vocab, features)
         assert ((y == END_ID).sum(axis=1) == 1).all()
         real = y != PAD_ID
         np.testing.assert_array_equal(x["caption"] != PAD_ID, real)
-        np.testing.assert_array_equal(x["caption"][:, 1:][real[:, :-1] & real[:, 1:]], y[:, :-1][real[:, :-1] & real[:, 1:]])
+        both = real[:, :-1] & real[:, 1:]
+        np.testing.assert_array_equal(x["caption"][:, 1:][both], y[:, :-1][both])
     # Bucketing: less padding than one random batch of the same captions would have.
     padding = sum((x["caption"] == PAD_ID).sum() for x, _ in seen) / sum(y.size for _, y in seen)
     assert padding < 0.3
@@ -82,7 +78,7 @@ def test_every_caption_comes_once_per_epoch_with_its_own_image(captions, vocab, 
     by_feature = {features[name].tobytes(): name for name in captions}
     for _ in range(2):
         seen = sorted((by_feature[image.tobytes()], vocab.decode(target))
-                      for x, y in batches(dataset) for image, target in zip(x["image"], y))
+                      for x, y in batches(dataset) for image, target in zip(x["image"], y, strict=True))
         assert seen == expected
 
 
@@ -98,10 +94,24 @@ def test_order_is_fixed_by_the_seed_and_changes_each_epoch(captions, vocab, feat
     assert order(unshuffled) == order(unshuffled)
 
 
-def test_missing_features_raise_a_key_error_naming_the_image(captions, vocab, features):
+def test_missing_features_are_an_error_naming_the_image(captions, vocab, features):
     partial = {name: f for name, f in features.items() if name != "img7.jpg"}
-    with pytest.raises(KeyError, match="img7.jpg"):
+    with pytest.raises(WorkFolderError, match="img7.jpg"):
         make_dataset(captions, partial, vocab)
+
+
+def test_half_precision_grids_from_a_feature_set_arrive_as_float32(captions, vocab):
+    rng = np.random.default_rng(2)
+    grids = FeatureSet.from_arrays({name: rng.normal(size=(2, 2, 4)).astype("float16") for name in captions},
+                                   meta={"dtype": "float16"})
+    x, _ = batches(make_dataset(captions, grids, vocab, batch_size=8, shuffle=False))[0]
+    assert x["image"].dtype == np.float32 and x["image"].shape[1:] == (2, 2, 4)
+
+
+@pytest.mark.parametrize("setting, value", [("batch_size", 0), ("batch_size", -3)])
+def test_a_batch_size_below_one_is_refused(captions, vocab, features, setting, value):
+    with pytest.raises(SettingError, match="batch_size must be a whole number of at least 1"):
+        make_dataset(captions, features, vocab, **{setting: value})
 
 
 def test_train_model_saves_the_best_model_and_reports_history(captions, vocab, features, tmp_path):
@@ -129,16 +139,59 @@ def test_resume_starts_from_the_checkpoint(captions, vocab, features, tmp_path):
     train = make_dataset(captions, features, vocab, batch_size=16)
     dev = make_dataset(captions, features, vocab, batch_size=16, shuffle=False)
     checkpoint = tmp_path / "m.keras"
-    with pytest.raises(FileNotFoundError, match="resume"):
+    with pytest.raises(WorkFolderError, match="resume"):
         train_model(tiny_model(vocab, features), train, dev, 1, checkpoint, resume=True, verbose=0)
     trained = tiny_model(vocab, features, learning_rate=1e-2)
     train_model(trained, train, dev, epochs=2, checkpoint_path=checkpoint, verbose=0)
     fresh = tiny_model(vocab, features, learning_rate=0.0, seed=1)  # lr 0: its weights can only come from the file
     assert not np.array_equal(fresh.get_layer("lstm").get_weights()[0], trained.get_layer("lstm").get_weights()[0])
     train_model(fresh, train, dev, epochs=1, checkpoint_path=checkpoint, resume=True, verbose=0)
-    for mine, theirs in zip(fresh.get_weights(), trained.get_weights()):
+    for mine, theirs in zip(fresh.get_weights(), trained.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
-    assert float(fresh.optimizer.learning_rate) == 0.0  # the checkpoint's Adam state, but our learning rate
+    # the checkpoint's Adam state, but our learning rate (a Keras variable has no __float__ before Keras 3.5)
+    assert float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate)) == 0.0
+
+
+def test_epochs_and_patience_below_one_are_refused_before_anything_is_written(captions, vocab, features, tmp_path):
+    train = make_dataset(captions, features, vocab, batch_size=16)
+    for options in ({"epochs": 0}, {"epochs": 2, "patience": 0}):
+        with pytest.raises(SettingError, match="at least 1"):
+            train_model(tiny_model(vocab, features), train, train, checkpoint_path=tmp_path / "m.keras",
+                        **{"epochs": 1, **options})
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_the_checkpoint_on_disk_is_never_half_written(captions, vocab, features, tmp_path, monkeypatch):
+    """A crash (or a full disk) in the middle of a save leaves the previous checkpoint, complete; a reader that
+    looks at the checkpoint at any moment of training finds a whole model."""
+    checkpoint = tmp_path / "m.keras"
+    train = make_dataset(captions, features, vocab, batch_size=16)
+    dev = make_dataset(captions, features, vocab, batch_size=16, shuffle=False)
+    model = tiny_model(vocab, features, learning_rate=1e-2)
+    seen = []
+
+    class Reader(keras.callbacks.Callback):  # opens the checkpoint between batches, as `evaluate` could
+        def on_train_batch_end(self, batch, logs=None):
+            if checkpoint.exists():
+                seen.append(keras.models.load_model(checkpoint, safe_mode=True).count_params())
+
+    train_model(model, train, dev, epochs=3, checkpoint_path=checkpoint, verbose=0, callbacks=[Reader()])
+    assert seen and set(seen) == {model.count_params()}
+    good = checkpoint.read_bytes()
+
+    real_save = keras.Model.save
+
+    def save_half_then_fail(self, path, *args, **kwargs):
+        real_save(self, path, *args, **kwargs)
+        with open(path, "r+b") as file:
+            file.truncate(1000)  # the disk filled up here
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(keras.Model, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        train_model(tiny_model(vocab, features, seed=5), train, dev, epochs=1, checkpoint_path=checkpoint, verbose=0)
+    assert checkpoint.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary file left behind
 
 
 def test_set_seed_makes_models_repeatable(vocab):
@@ -146,7 +199,7 @@ def test_set_seed_makes_models_repeatable(vocab):
     for _ in range(2):
         set_seed(7)
         weights.append(build_merge_model(len(vocab), feature_dim=FEATURE_DIM, units=8, embedding_dim=8).get_weights())
-    for a, b in zip(*weights):
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from helpers.errors import SettingError, WorkFolderError
 from helpers.vocabulary import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, Vocabulary
 
 TRAIN = ["a dog runs", "a dog sits at the end", "the cat sleeps", "a start"]
@@ -38,7 +39,30 @@ def test_json_save_load(tmp_path):
 
 
 def test_errors_say_what_to_do(tmp_path):
-    with pytest.raises(ValueError, match="train split empty"):
+    with pytest.raises(SettingError, match="train split empty"):
         Vocabulary.build([])
-    with pytest.raises(FileNotFoundError, match="helpers prepare"):
+    with pytest.raises(WorkFolderError, match="helpers prepare"):
         Vocabulary.load(tmp_path / "vocab.json")
+    (tmp_path / "vocab.json").write_text('{"words": ["<pad>"', encoding="utf-8")
+    with pytest.raises(WorkFolderError, match="vocab.json is damaged"):
+        Vocabulary.load(tmp_path / "vocab.json")
+
+
+@pytest.mark.parametrize("min_count", [0, -1, 1.5, True])
+def test_min_count_must_be_a_whole_number_of_at_least_one(min_count):
+    with pytest.raises(SettingError, match="min_count must be a whole number"):
+        Vocabulary.build(TRAIN, min_count=min_count)
+
+
+def test_a_min_count_that_leaves_no_word_is_refused():
+    most = max(sum(c.split().count(w) for c in TRAIN) for w in {w for c in TRAIN for w in c.split()})
+    assert Vocabulary.build(TRAIN, min_count=most).words[4:]  # the most frequent word survives its own count
+    with pytest.raises(SettingError, match=f"min_count {most + 1} leaves no word: the most frequent train word "
+                                           f"occurs {most} times"):
+        Vocabulary.build(TRAIN, min_count=most + 1)
+
+
+def test_fingerprint_changes_with_the_ids():
+    vocab = Vocabulary.build(TRAIN)
+    assert vocab.fingerprint == Vocabulary.build(list(reversed(TRAIN))).fingerprint  # same words, same ids
+    assert vocab.fingerprint != Vocabulary.build(TRAIN + ["zebra zebra zebra"]).fingerprint

@@ -1,0 +1,53 @@
+"""The captioning decoders the course trains, by name: merge (the default), init-inject and soft attention.
+
+Each entry says which features it reads ("avg": one vector per image; "none": the encoder's grid of vectors),
+how to build it, and how to run it one word at a time (its `StepDecoder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+from helpers.decoders.attention import AttentionStepDecoder, build_attention_model
+from helpers.decoders.base import StepDecoder
+from helpers.decoders.inject import InjectStepDecoder, build_inject_model
+from helpers.decoders.merge import MergeStepDecoder, build_merge_model
+from helpers.errors import SettingError
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """One decoder family: its name, the pooling of the features it reads, its builder and its step decoder."""
+
+    name: str
+    pooling: str
+    build: Callable[..., keras.Model]
+    step_decoder: Callable[[keras.Model], StepDecoder]
+    model_name: str  # the Keras model's name, by which a loaded model is recognised
+
+
+DECODERS = {spec.name: spec for spec in (
+    DecoderSpec("merge", "avg", build_merge_model, MergeStepDecoder, "merge_captioner"),
+    DecoderSpec("inject", "avg", build_inject_model, InjectStepDecoder, "inject_captioner"),
+    DecoderSpec("attention", "none", build_attention_model, AttentionStepDecoder, "attention_captioner"),
+)}
+DEFAULT_DECODER = "merge"
+
+
+def decoder_spec(name: str) -> DecoderSpec:
+    """The spec of a decoder by name; a SettingError listing the valid names otherwise."""
+    if name not in DECODERS:
+        raise SettingError(f"Unknown decoder {name!r}: choose one of {', '.join(DECODERS)}.")
+    return DECODERS[name]
+
+
+def step_decoder_for(model: keras.Model) -> StepDecoder:
+    """The step decoder of a trained (or loaded) captioning model, found by the model's name."""
+    for spec in DECODERS.values():
+        if model.name == spec.model_name:
+            return spec.step_decoder(model)
+    raise SettingError(f"{model.name!r} is not a captioning model of the course "
+                       f"({', '.join(s.model_name for s in DECODERS.values())}).")
