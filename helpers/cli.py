@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from helpers import pipeline
+from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
 from helpers.encoders import ENCODERS
 from helpers.errors import CourseError
@@ -94,6 +94,14 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
+    if args.retrieval:
+        result = retrieval.retrieval_scores(Workspace(args.out), args.split, model_name=args.model)
+        print(retrieval.retrieval_table(result))
+        return result
+    return _evaluate_captions(args)
+
+
+def _evaluate_captions(args: argparse.Namespace) -> dict:
     result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor, model_name=args.model)
     _print_evaluation(result)
     return result
@@ -131,12 +139,24 @@ def cmd_caption(args: argparse.Namespace) -> dict:
     return {"captions": captions, "failed": failed, "problems": problems}
 
 
+def cmd_search(args: argparse.Namespace) -> dict:
+    paths, problems = _image_files(args.images) if args.images else (None, [])
+    if args.images and not paths:
+        raise CourseError(f"No image to search ({'; '.join(problems)}): give image files or folders of them.")
+    result = retrieval.search(Workspace(args.out), args.query, paths, args.top, args.normalisation, args.model)
+    print(retrieval.search_table(result))
+    for line in problems + [f"{printable(name)}: could not be read ({why}), skipped" for name, why in
+                            result["failed"].items()]:
+        print(line, file=sys.stderr)
+    return result
+
+
 def cmd_run(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
     summary = cmd_prepare(args)
     _extract(args, DECODERS[args.decoder].pooling)
     cmd_train(args)
-    result = cmd_evaluate(args)
+    result = _evaluate_captions(args)
     shown = dict(list(result["captions"].items())[:args.show])
     references = work.read_json("captions.json")[args.split]
     for key, caption in shown.items():
@@ -182,7 +202,7 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     """All subcommands and their options, each with its help and its default."""
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _DefaultsFormatter
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -242,9 +262,18 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--grid", action="store_true",
                           help="keep the encoder's grid of vectors (for --decoder attention)")
     add("train", [common, named, enc, fit], "train a decoder on the cached features", cmd_train)
-    add("evaluate", [common, named, beam, split], "BLEU-1..4 and CIDEr-D on a split", cmd_evaluate)
+    evaluate = add("evaluate", [common, named, beam, split], "BLEU-1..4 and CIDEr-D on a split", cmd_evaluate)
+    evaluate.add_argument("--retrieval", action="store_true",
+                          help="instead: text-to-image retrieval (recall@1/5/10, median rank) of each caption")
     caption = add("caption", [common, named, beam], "caption image files or folders of them", cmd_caption)
     caption.add_argument("images", nargs="+", help="image files or folders (download web pictures first)")
+    search = add("search", [common, named], "rank images by how well the model explains a query", cmd_search)
+    search.add_argument("query", help='words to look for, e.g. "a dog running on the grass"')
+    search.add_argument("images", nargs="*", help="image files or folders (default: the test split's images)")
+    search.add_argument("--top", type=_positive, default=5, help="how many of the best images to show")
+    search.add_argument("--normalisation", default=retrieval.DEFAULT_NORMALISATION, choices=retrieval.NORMALISATIONS,
+                        help="pmi: minus the query's log-probability under an average image; image: minus each "
+                             "image's mean over generic captions; none: the log-probability itself")
     run = add("run", [common, named, data, enc, images, fit, beam, split], "the whole pipeline, prepare to evaluate",
               cmd_run)
     run.add_argument("--show", type=int, default=3, help="test captions to print beside a human's")
@@ -270,6 +299,15 @@ def _file_problem(error: OSError, work: Path) -> str | None:
     if error.errno in (errno.ENOTDIR, errno.EEXIST):
         return f"{name} is in the way: --out must be a folder, not a file"
     return f"{name}: {error.strerror}"
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none (flags, None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def main(argv: list[str] | None = None) -> int:

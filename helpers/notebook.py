@@ -195,3 +195,19 @@ def upload_box(on_image: Callable[[Path], None], interactive: bool | None = None
 
     upload.observe(uploaded, names="value")
     return widgets.VBox([upload, output])
+
+
+def show_tensorboard(logdir: str | Path) -> None:
+    """TensorBoard inside the notebook (what `%tensorboard --logdir` does), on the logs of `train(tensorboard=...)`.
+
+    Finds the `tensorboard` program beside this Python when it is not on PATH (a kernel of a virtual environment
+    that was not activated).
+    """
+    import shlex
+
+    from tensorboard import notebook as tensorboard_in_notebook
+
+    beside = Path(sys.executable).with_name("tensorboard")
+    if beside.is_file():
+        os.environ.setdefault("TENSORBOARD_BINARY", str(beside))
+    tensorboard_in_notebook.start("--logdir " + shlex.quote(str(logdir)))

@@ -93,13 +93,13 @@ def build_attention_model(
     average = layers.GlobalAveragePooling1D(name="mean_location")(values)
     state = [layers.Dense(units, activation="tanh", name="init_h")(average),
              layers.Dense(units, activation="tanh", name="init_c")(average)]
-    words = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(caption)
+    # No padding mask (unlike merge and inject): with one, Keras < 3.7 cannot build the AdditiveAttention below.
+    # Padding only follows the words, so the LSTM's outputs at the words are the same, and the loss skips PAD_ID.
+    words = layers.Embedding(vocab_size, embedding_dim, name="embedding")(caption)
     words = layers.Dropout(dropout, name="caption_dropout")(words)
     hidden = layers.LSTM(units, return_sequences=True, name="lstm")(words, initial_state=state)
     query = layers.Dense(units, name="attend_query")(hidden)  # W_q h_t (+ bias)
-    # mask=[None, None]: no masks. Keras would pass [the caption's mask, None, None], which Keras < 3.4 refuses (a
-    # tensor mixed with None); that mask only zeroes the context at padding, whose logits the loss ignores.
-    context = layers.AdditiveAttention(name="attention")([query, values, keys], mask=[None, None])  # (B, T, F)
+    context = layers.AdditiveAttention(name="attention")([query, values, keys])  # (B, T, F)
     x = layers.Concatenate(name="merge")([hidden, context])
     x = layers.Dense(units, activation="tanh", name="decoder_dense")(x)
     x = layers.Dropout(dropout, name="output_dropout")(x)
