@@ -43,3 +43,7 @@ def check_at_least(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SettingError(f"{name} must be a whole number of at least {minimum}, not {value!r}.")
     return value
+
+
+class VersionError(CourseError):
+    """TensorFlow or Keras older than the course needs (older ones fail later with obscure errors)."""

@@ -40,7 +40,7 @@ def test_upload_box_saves_the_file_and_calls_back():
     box = upload_box(lambda path: seen.append(path.read_bytes()), interactive=True)
     upload = box.children[0]
     upload.value = ({"name": "../photo.jpg", "type": "image/jpeg", "size": 3, "content": memoryview(b"abc"),
-                     "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)},)
+                     "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)},)
     assert seen == [b"abc"]
 
 

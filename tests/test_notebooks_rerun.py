@@ -67,7 +67,8 @@ def execute(client, notebook, times: int) -> list[tuple[int, str, str]]:
 
 
 def run_every_notebook(data: Path, work: Path, times: int, monkeypatch) -> list[str]:
-    """Execute every notebook `times` times in one kernel on `data`: the differences between first and last pass."""
+    """Execute every notebook `times` times in one kernel on `data`: the differences between first and last pass,
+    and every output that prints NaN."""
     monkeypatch.setenv("COURSE_DATA", str(data))
     monkeypatch.setenv("COURSE_WORK_DIR", str(work))
     monkeypatch.setenv("COURSE_EPOCHS", "2")
@@ -82,6 +83,8 @@ def run_every_notebook(data: Path, work: Path, times: int, monkeypatch) -> list[
         for path in NOTEBOOKS:
             notebook = nbformat.read(path, as_version=4)
             for index, once, again in execute(client, notebook, times):
+                if re.search(r"\bNaN\b", once):  # a table cell with no value prints as "–", never as NaN
+                    differences.append(f"{path.name} cell {index} prints NaN:\n{once}")
                 if once != again and re.search(r"\d", once + again):
                     diff = difflib.unified_diff(once.splitlines(), again.splitlines(), "first run", "second run",
                                                 lineterm="", n=1)
