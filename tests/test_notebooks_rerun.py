@@ -48,8 +48,16 @@ def text_output(cell) -> str:
     return "\n".join(line for line in lines if not TIMING.search(line) and not LOGGING.search(line))
 
 
+def stderr_output(cell) -> str:
+    """What a code cell printed to stderr (warnings and logs)."""
+    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stderr")
+
+
 def execute(client, notebook, times: int) -> list[tuple[int, str, str]]:
-    """Run every code cell of `notebook` `times` times in the client's kernel: [(cell index, first, last output)]."""
+    """Run every code cell of `notebook` `times` times in the client's kernel: [(cell index, first, last output)].
+
+    A last pass that makes TensorFlow compile a function again ("retracing" on stderr) is marked in its output,
+    so that it counts as a difference: a cell run again must reuse what it compiled."""
     passes = []
     for _ in range(times):
         copy = nbformat.from_dict(nbformat.v4.new_notebook(cells=[dict(c) for c in notebook.cells],
@@ -62,8 +70,10 @@ def execute(client, notebook, times: int) -> list[tuple[int, str, str]]:
             if cell.cell_type == "code":
                 client.execute_cell(cell, index)  # raises CellExecutionError naming the cell and the traceback
         passes.append(copy)
-    return [(i, text_output(a), text_output(b)) for i, (a, b) in enumerate(zip(passes[0].cells, passes[-1].cells,
-                                                                              strict=True)) if a.cell_type == "code"]
+    pairs = zip(passes[0].cells, passes[-1].cells, strict=True)
+    marked = "\n(retraced)" if times > 1 else ""
+    return [(i, text_output(a), text_output(b) + (marked if "retracing" in stderr_output(b) else ""))
+            for i, (a, b) in enumerate(pairs) if a.cell_type == "code"]
 
 
 def run_every_notebook(data: Path, work: Path, times: int, monkeypatch) -> list[str]:
@@ -85,7 +95,7 @@ def run_every_notebook(data: Path, work: Path, times: int, monkeypatch) -> list[
             for index, once, again in execute(client, notebook, times):
                 if re.search(r"\bNaN\b", once):  # a table cell with no value prints as "–", never as NaN
                     differences.append(f"{path.name} cell {index} prints NaN:\n{once}")
-                if once != again and re.search(r"\d", once + again):
+                if once != again and (re.search(r"\d", once + again) or again.endswith("(retraced)")):
                     diff = difflib.unified_diff(once.splitlines(), again.splitlines(), "first run", "second run",
                                                 lineterm="", n=1)
                     differences.append(f"{path.name} cell {index}:\n" + "\n".join(diff))
