@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FLICKR8K_IMAGES, FLICKR8K_SPLITS = 8091, {"train": 6000, "dev": 1000, "test": 1000}
 BUDGET_MB = 8 * 1024
+# The smaller size: several full encoder batches (32), so that peaks grow with images, not with batches.
+MIN_SMALL_SIZE = 128
 SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
                "test": "Flickr_8k.testImages.txt"}
 
@@ -155,9 +157,10 @@ def extrapolate(small: tuple[int, float], large: tuple[int, float], target: int 
 
 def measure(images: int, epochs: int = 2, notebooks: bool = True, out: Path | None = None, log=print) -> dict:
     """Both sizes (images // 4 and images), every stage; the fit of each peak to 8,091 images and the budget."""
-    sizes = sorted({max(8, images // 4), images})
-    if len(sizes) < 2:
-        raise ValueError(f"--scale needs at least 9 images to fit over two sizes, not {images}")
+    if images // 4 < MIN_SMALL_SIZE:
+        raise ValueError(f"--scale needs at least {4 * MIN_SMALL_SIZE} images, not {images}: below that the "
+                         "encoder's batches are not full at the smaller size, and the fit measures the batch size")
+    sizes = [images // 4, images]
     by_size = {}
     with tempfile.TemporaryDirectory(prefix="bench_scale_", dir=out) as tmp:
         for n in sizes:
