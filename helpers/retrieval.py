@@ -189,10 +189,11 @@ def random_baseline(images: int, ks: Sequence[int] = (1, 5, 10)) -> dict:
     return {**{f"r@{k}": min(k / images, 1.0) for k in ks}, "median_rank": (images + 1) / 2}
 
 
-# Karpathy and Fei-Fei (2015), "Deep Visual-Semantic Alignments for Generating Image Descriptions", CVPR,
-# Table 1: image search (a sentence ranks the images) on Flickr8k's 1,000 test images, their BRNN model.
+# Karpathy and Fei-Fei (2015), "Deep Visual-Semantic Alignments for Generating Image Descriptions", CVPR: image
+# search (a sentence ranks the images) on Flickr8k's 1,000 test images, their BRNN model (Table 5, in the paper's
+# supplementary material; the first arXiv version had it in the main text).
 LITERATURE = {"model": "BRNN (Karpathy and Fei-Fei, 2015, Deep Visual-Semantic Alignments for Generating Image "
-                       "Descriptions, Table 1, Flickr8k image search)",
+                       "Descriptions, Table 5, Flickr8k image search)",
               "r@1": 0.118, "r@5": 0.321, "r@10": 0.447}
 
 
