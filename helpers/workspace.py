@@ -56,11 +56,6 @@ class ModelFiles:
     def history(self) -> Path:
         return self._file("history.json", ".history.json")
 
-    @property
-    def encoder(self) -> Path:
-        """The fine-tuned encoder of an end-to-end model (`train --fine-tune`)."""
-        return self._file("encoder.keras", ".encoder.keras")
-
     def evaluation(self, split: str, beam_width: int = 1) -> Path:
         """Where `evaluate` writes its scores and captions (one file per split and beam width)."""
         what = f"{split}{'' if beam_width == 1 else f'_beam{beam_width}'}"
@@ -72,7 +67,7 @@ class ModelFiles:
 
     def files(self) -> list[Path]:
         """Every file of this model that exists."""
-        fixed = [self.keras, self.record, self.history, self.encoder]
+        fixed = [self.keras, self.record, self.history]
         return [p for p in fixed if p.exists()] + sorted(self.root.glob(self.evaluation("*").name))
 
 
@@ -131,7 +126,7 @@ class Workspace:
         found = []
         for path in sorted(self.root.glob("*.keras")):
             name = path.stem
-            if name.endswith(".encoder") or name in RESERVED_NAMES:
+            if name in RESERVED_NAMES:
                 continue
             found.append(ModelFiles(name, self.root))
         return found
