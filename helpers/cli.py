@@ -17,12 +17,11 @@ from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
 from helpers.encoders import ENCODERS
 from helpers.errors import CourseError
+from helpers.images import find_image_files
 from helpers.layouts.base import printable
 from helpers.paths import default_work_dir, fixture_dir
 from helpers.prepare import MIN_COUNT, prepare
 from helpers.workspace import Workspace
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def _print_prepare(summary: dict) -> None:
@@ -107,27 +106,8 @@ def _evaluate_captions(args: argparse.Namespace) -> dict:
     return result
 
 
-def _image_files(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """The image files named or inside the folders named, and a problem line for each argument that gave none."""
-    files, problems = [], []
-    for argument in arguments:
-        path = Path(argument).expanduser()
-        if "://" in argument:
-            problems.append(f"{argument}: a web address; download the picture first, then caption the file")
-        elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            files += found
-            if not found:
-                problems.append(f"{argument}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(f"{argument}: no such file or folder")
-    return files, problems
-
-
 def cmd_caption(args: argparse.Namespace) -> dict:
-    paths, problems = _image_files(args.images)
+    paths, problems = find_image_files(args.images)
     captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam, args.model) if paths else ({}, {})
     for name, caption in captions.items():
         print(f"{printable(name)}: {caption}")
@@ -140,7 +120,7 @@ def cmd_caption(args: argparse.Namespace) -> dict:
 
 
 def cmd_search(args: argparse.Namespace) -> dict:
-    paths, problems = _image_files(args.images) if args.images else (None, [])
+    paths, problems = find_image_files(args.images) if args.images else (None, [])
     if args.images and not paths:
         raise CourseError(f"No image to search ({'; '.join(problems)}): give image files or folders of them.")
     result = retrieval.search(Workspace(args.out), args.query, paths, args.top, args.normalisation, args.model)
@@ -163,6 +143,22 @@ def cmd_run(args: argparse.Namespace) -> dict:
         print(f"\n{printable(key)}\n  model: {caption}\n  human: {references[key][0]}")
     scores = {k: result[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor", "human", "floor")}
     return {"prepare": summary, **scores, "captions": shown}
+
+
+def cmd_demo(args: argparse.Namespace) -> dict:
+    from helpers.demo import CaptionDemo, launch
+
+    demo = CaptionDemo(Workspace(args.out), args.model)  # no trained model: a WorkFolderError that says what to run
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CourseError("The demo needs Gradio, which the course installs as an extra: "
+                          "pip install -e \".[demo]\" (in the course's folder), then run this again.") from None
+    try:
+        launch(demo, args.port, args.share)
+    except OSError as error:
+        raise CourseError(f"Cannot serve on port {args.port} ({error}): choose another with --port.") from None
+    return {}
 
 
 def cmd_fixture(args: argparse.Namespace) -> dict:
@@ -277,6 +273,9 @@ def _parser() -> argparse.ArgumentParser:
     run = add("run", [common, named, data, enc, images, fit, beam, split], "the whole pipeline, prepare to evaluate",
               cmd_run)
     run.add_argument("--show", type=int, default=3, help="test captions to print beside a human's")
+    demo = add("demo", [common, named], "a web page to caption photos and search them (the demo extra)", cmd_demo)
+    demo.add_argument("--port", type=_positive, default=7860, help="serve on http://127.0.0.1:PORT")
+    demo.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
     fixture = add("fixture", [common], "regenerate the shipped fixture (deterministic)", cmd_fixture)
     fixture.add_argument("folder", nargs="?", type=Path, default=fixture_dir(), help="where to write it")
     return parser

@@ -188,3 +188,14 @@ def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary
         return Decoded(np.zeros((0, steps), "int32"), np.zeros(0, "float32"), [], np.zeros((0, steps, 0), "float32"))
     ids, scores, weights = (np.concatenate([p[i] for p in parts]) for i in range(3))
     return Decoded(ids, scores, [vocab.decode(row) for row in ids], weights)
+
+
+def attention_maps(decoded: Decoded, row: int, vocab: Vocabulary) -> tuple[list[str], np.ndarray]:
+    """The words of caption `row`, then `<end>`, and the attention map of each: (words, g, g) for a g x g grid."""
+    words = [vocab.words[i] for i in decoded.ids[row] if i != PAD_ID]
+    weights = decoded.weights[row, :len(words)]
+    cells = round(weights.shape[-1] ** 0.5)
+    if cells * cells != weights.shape[-1] or cells == 0:
+        raise SettingError(f"No square attention grid in these captions ({weights.shape[-1]} weights a step): "
+                           "only an attention model has maps to show.")
+    return words, weights.reshape(len(words), cells, cells)

@@ -14,6 +14,8 @@ from PIL import Image, ImageOps
 from helpers.encoders import DEFAULT_ENCODER, encoder_spec
 from helpers.errors import ImageError
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
 
 def _to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
     """Scale a 16-bit, 32-bit integer or float grayscale image to 0..255."""
@@ -65,3 +67,22 @@ def load_image(path: str | Path, image_size: int | None = None, encoder: str = D
     size = image_size or spec.image_size
     rgb = read_rgb(path).resize((size, size), Image.Resampling.BILINEAR)
     return spec.preprocess(np.asarray(rgb, dtype=np.float32))
+
+
+def find_image_files(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """The image files named or inside the folders named, and a problem line for each argument that gave none."""
+    files, problems = [], []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if "://" in argument:
+            problems.append(f"{argument}: a web address; download the picture first, then caption the file")
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += found
+            if not found:
+                problems.append(f"{argument}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{argument}: no such file or folder")
+    return files, problems

@@ -3,7 +3,7 @@
     extract(work)                 the feature cache of every image in the splits
     train(work)                   a decoder trained on it: model.keras, model.json, history.json
     evaluate(work)                BLEU-1..4 (and CIDEr-D) on a split, beside a human and a floor
-    caption_files(work, paths)    captions for any photos
+    caption_files(work, paths)    captions for any photos (encode_photos: their features)
 
 Every stage checks that what it reads belongs together (fingerprints in dataset.json and model.json), and says
 which file is out of step and what to run when it does not.
@@ -291,22 +291,28 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: 
     return result
 
 
-def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
-                  model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
-    """Caption any image files with the trained model: (path -> caption, path -> why it could not be read).
+def encode_photos(work: Workspace, config: dict, paths: list[str | Path]) -> tuple[dict[str, Path], FeatureSet]:
+    """Any image files encoded for a trained model's settings: (name -> file, their FeatureSet).
 
-    The photos' features are cached in the work folder's `photos/` cache, keyed by their full path; a photo
-    replaced under the same name is encoded again.
+    The features are cached in the work folder's `photos/` cache, keyed by each file's full path; a photo
+    replaced under the same name is encoded again. Unreadable files are in the FeatureSet's `failed`.
     """
-    from helpers.decoding import check_beam_width, decode
-
-    model, vocab, config = load_trained(work, model_name)
-    check_beam_width(beam_width, vocab)
     images = {str(Path(p)): Path(p).expanduser().resolve() for p in paths}
     setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
     found = extract_features(images, work.path("photos") / setting.name, encoder=setting.encoder,
                              weights=config.get("weights_source", config["weights"]), image_size=setting.image_size,
                              pooling=setting.pooling, progress=False, store=feature_store())
+    return images, found
+
+
+def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
+                  model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
+    """Caption any image files with the trained model: (path -> caption, path -> why it could not be read)."""
+    from helpers.decoding import check_beam_width, decode
+
+    model, vocab, config = load_trained(work, model_name)
+    check_beam_width(beam_width, vocab)
+    images, found = encode_photos(work, config, paths)
     keys = [k for k in images if k in found]
     captions = decode(model, found, vocab, beam_width, keys=keys).captions if keys else []
     return dict(zip(keys, captions, strict=True)), found.failed

@@ -25,12 +25,11 @@ from helpers.cleaning import clean_caption
 from helpers.decoding import decode
 from helpers.errors import SettingError, check_at_least
 from helpers.evaluation import FUNCTION_WORDS
-from helpers.extraction import extract_features
 from helpers.feature_cache import CacheSetting
 from helpers.files import fingerprint, replacing
 from helpers.layouts import flickr8k
 from helpers.layouts.base import printable
-from helpers.paths import feature_store, is_fixture_folder, official_splits_dir
+from helpers.paths import is_fixture_folder, official_splits_dir
 from helpers.vocabulary import PAD_ID, UNK_ID, Vocabulary
 from helpers.workspace import DEFAULT_MODEL, Workspace
 
@@ -227,7 +226,7 @@ def photo_features(work: Workspace, config: dict, paths: Sequence[str | Path]) -
     """
     setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
     weights = config.get("weights_source", config["weights"])
-    images = {str(Path(p)): Path(p).expanduser().resolve() for p in paths}
+    images = {str(Path(p)): Path(p).expanduser().resolve() for p in paths}  # as pipeline.encode_photos names them
     named = sorted([name, str(path)] for name, path in images.items())
     cache = work.path("search") / f"{fingerprint([named, setting.as_dict(), weights])}.npz"
     stamps = []
@@ -244,9 +243,7 @@ def photo_features(work: Workspace, config: dict, paths: Sequence[str | Path]) -
                 return [str(n) for n in saved["names"]], saved["features"], json.loads(str(saved["failed"])), True
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass  # no cache yet, or a damaged one: encode (and rewrite it)
-    found = extract_features(images, work.path("photos") / setting.name, encoder=setting.encoder, weights=weights,
-                             image_size=setting.image_size, pooling=setting.pooling, progress=False,
-                             store=feature_store())
+    images, found = pipeline.encode_photos(work, config, paths)
     names = [name for name in images if name in found]
     features = found.stack(names, dtype=None)  # grids stay in half precision
     with replacing(cache, suffix=".npz") as tmp:
@@ -269,15 +266,17 @@ def _split_features(work: Workspace, config: dict, split: str) -> tuple[dict[str
 
 
 def search(work: Workspace, query: str, paths: Sequence[str | Path] | None = None, top: int = 5,
-           normalisation: str = DEFAULT_NORMALISATION, model_name: str = DEFAULT_MODEL) -> dict:
+           normalisation: str = DEFAULT_NORMALISATION, model_name: str = DEFAULT_MODEL, trained: tuple | None = None
+           ) -> dict:
     """The `top` images that best match `query`, best first, with their scores and greedy captions.
 
     paths: image files to search (their features cached, see `photo_features`); None: the test split's images.
     Unreadable files are skipped and named in `failed`. Scores are in nats (see `normalise`).
+    trained: the (model, vocab, config) of `pipeline.load_trained`, when the caller keeps them loaded.
     """
     check_at_least("top", top)
     check_normalisation(normalisation)
-    model, vocab, config = pipeline.load_trained(work, model_name)
+    model, vocab, config = trained or pipeline.load_trained(work, model_name)
     ids, unknown = query_ids(vocab, query)
     captions = work.read_json("captions.json")
     failed, cached = {}, None
