@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-STAGES = ("features", "training", "decoding", "memory", "fixture")
+STAGES = ("features", "training", "decoding", "memory", "fine_tune", "fixture")
 
 # Sizes of each measurement: full (about 15-20 min on 2 cores) and --quick (under 5 min).
 SIZES = {
@@ -25,12 +25,14 @@ SIZES = {
              "training": {"images": 6000, "course_steps": None, "baseline_images": 100, "lever_steps": 150},
              "decoding": {"images": 512, "loop_images": 3},
              "memory": {"images": 6000, "steps": 100, "generator_steps": 30},
+             "fine_tune": {"image_size": 299, "batch": 16, "steps": 5, "frozen_steps": 50},
              "fixture": {"nbval": True}},
     "quick": {"features": {"course_images": 32, "baseline_images": 6},
               "training": {"images": 6000, "course_steps": 30, "baseline_images": 12, "lever_steps": 25,
                            "peak_n": 2048},
               "decoding": {"images": 64, "loop_images": 1},
               "memory": {"images": 1000, "steps": 10, "generator_steps": 5},
+              "fine_tune": {"image_size": 299, "batch": 16, "steps": 2, "frozen_steps": 20},
               "fixture": {"nbval": False}},
 }
 

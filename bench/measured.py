@@ -8,10 +8,14 @@ process (the scale benchmark's last notebook cell calls it in the kernel).
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _proc_field(path: str, name: str) -> int | None:
@@ -29,6 +33,17 @@ def usage() -> dict:
     peak_kb, written = _proc_field("/proc/self/status", "VmHWM:"), _proc_field("/proc/self/io", "write_bytes:")
     return {"peak_rss_mb": None if peak_kb is None else peak_kb / 1024,
             "written_mb": None if written is None else written / 2**20}
+
+
+def run_worker(module: str, *args) -> dict:
+    """`python -m module args...` in a process of its own (its peak is its own); the JSON of its last line."""
+    python_path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=python_path)
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"`python -m {module} {' '.join(map(str, args))}` failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:

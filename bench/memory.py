@@ -12,13 +12,11 @@ np.array(y)` would hold them. Also measured: a process that only imports TensorF
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.measured import run_worker
 
 
 def _peak_mb() -> float:
@@ -65,16 +63,6 @@ def _worker(kind: str, images: int, steps: int) -> dict:
     return {"peak_rss_mb": _peak_mb()}
 
 
-def _run_worker(kind: str, images: int, steps: int) -> dict:
-    python_path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=python_path)
-    done = subprocess.run([sys.executable, "-m", "bench.memory", kind, str(images), str(steps)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory worker {kind} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def measure(images: int = 6000, steps: int = 50, generator_steps: int = 20) -> dict:
     """Peak RSS of each side in its own process, and the computed size of the materialised per-word arrays."""
     from bench.synthetic import flickr8k_like
@@ -84,9 +72,9 @@ def measure(images: int = 6000, steps: int = 50, generator_steps: int = 20) -> d
     captions, _ = flickr8k_like(images)
     vocab = Vocabulary.build(c for caps in captions.values() for c in caps)
     return {"images": images, "vocab_size": len(vocab), "steps": steps,
-            "course_peak_mb": _run_worker("course", images, steps)["peak_rss_mb"],
-            "generator_peak_mb": _run_worker("generator", images, generator_steps)["peak_rss_mb"],
-            "floor_peak_mb": _run_worker("floor", images, 0)["peak_rss_mb"],
+            "course_peak_mb": run_worker("bench.memory", "course", images, steps)["peak_rss_mb"],
+            "generator_peak_mb": run_worker("bench.memory", "generator", images, generator_steps)["peak_rss_mb"],
+            "floor_peak_mb": run_worker("bench.memory", "floor", images, 0)["peak_rss_mb"],
             "materialised_mb": progressive_bytes(captions, vocab) / 2**20,
             "progressive_examples": count_progressive_examples(captions)}
 

@@ -88,6 +88,16 @@ def rows(results: dict) -> list[dict]:
                         ratio=m["materialised_mb"] / m["course_peak_mb"]))
         out.append(_row("memory", "peak RSS of the per-word generator, streamed (course column) vs "
                         "TF + model only (baseline column)", m["generator_peak_mb"], m["floor_peak_mb"], "MiB"))
+    if "fine_tune" in results:
+        t = results["fine_tune"]
+        e, f = t["end_to_end"], t["frozen"]
+        what = f"Xception at {t['image_size']} px, last block unfrozen, {t['batch']} images a step"
+        out.append(_row("fine-tune", f"training step end to end (course column) vs on cached features ({what})",
+                        e["images_per_s"], f["images_per_s"], "images/s", ratio=f["images_per_s"] / e["images_per_s"]))
+        out.append(_row("fine-tune", "peak RSS of that step, end to end vs on cached features", e["peak_rss_mb"],
+                        f["peak_rss_mb"], "MiB"))
+        out.append(_row("fine-tune", "one Flickr8k epoch (6,000 train images) at that rate", e["flickr8k_epoch_min"],
+                        f["flickr8k_epoch_min"], "min"))
     if "fixture" in results:
         x = results["fixture"]
         out.append(_row("fixture", "python -m helpers run", x["helpers_run"]["seconds"], unit="s", target="exits 0",

@@ -17,6 +17,7 @@ from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
 from helpers.encoders import ENCODERS
 from helpers.errors import CourseError
+from helpers.fine_tune import FINE_TUNE_LEARNING_RATE, fine_tune
 from helpers.images import find_image_files
 from helpers.layouts.base import printable
 from helpers.paths import default_work_dir, fixture_dir
@@ -78,6 +79,9 @@ def cmd_features(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> dict:
     work = Workspace(args.out)
+    if args.fine_tune and DECODERS[args.decoder].pooling != "avg":
+        raise CourseError(f"--fine-tune trains the merge or inject decoder, not {args.decoder} (it reads the "
+                          "encoder's grid, which the course keeps frozen): choose --decoder merge or inject.")
     pipeline.train(work, args.decoder, args.encoder, args.weights, args.image_size, epochs=args.epochs,
                    batch_size=args.batch_size, units=args.units, patience=args.patience, seed=args.seed,
                    resume=args.resume, strategy=args.strategy, model_name=args.model, grid_pool=args.grid_pool,
@@ -88,8 +92,18 @@ def cmd_train(args: argparse.Namespace) -> dict:
     ran, total = config["epochs_this_run"], config["epochs_run"]
     print(f"Trained {ran} epoch{'s' if ran != 1 else ''}{f' ({total} in all)' if total != ran else ''}; best dev loss "
           f"{config['best_val_loss']:.3f} (epoch {config['best_epoch']}); model saved to {files.keras}")
-    return {"epochs": ran, "epochs_in_all": total, "best_val_loss": config["best_val_loss"],
-            "best_epoch": config["best_epoch"]}
+    result = {"epochs": ran, "epochs_in_all": total, "best_val_loss": config["best_val_loss"],
+              "best_epoch": config["best_epoch"]}
+    if args.fine_tune:
+        history = fine_tune(work, args.model, args.fine_tune_epochs, args.fine_tune_learning_rate,
+                            args.fine_tune_batch_size, verbose="auto" if sys.stdout.isatty() else 2)
+        record = json.loads(files.record.read_text(encoding="utf-8"))
+        config = record["fine_tune"]
+        print(f"Fine-tuned {config['epochs_run']} epochs with the encoder's last block unfrozen "
+              f"({config['trainable_encoder_weights']:,} weights); best dev loss {config['best_val_loss']:.3f}; "
+              f"encoder saved to {record['weights_source']}")
+        result["fine_tune"] = {**config, "val_loss": history["val_loss"]}
+    return result
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -237,6 +251,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                      help="also write TensorBoard logs there (then: tensorboard --logdir DIR)")
     fit.add_argument("--resume", action="store_true", help="continue from the saved checkpoint")
+    fit.add_argument("--fine-tune", action="store_true",
+                     help="then train the encoder's last block too, end to end from the images (merge, inject)")
+    fit.add_argument("--fine-tune-epochs", type=_positive, default=5, help="the most epochs of that second stage")
+    fit.add_argument("--fine-tune-learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE,
+                     help="its learning rate (a tenth of the first stage's)")
+    fit.add_argument("--fine-tune-batch-size", type=_positive, default=16,
+                     help="images per fine-tuning step (each with its 5 captions)")
     fit.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored"),
                      help="tf.distribute strategy: auto = mirrored on 2+ GPUs, else default (--batch-size is global)")
     beam = argparse.ArgumentParser(add_help=False)

@@ -43,6 +43,7 @@ class EncoderSpec:
     preprocessing: str  # "tf": scale to [-1, 1]; "caffe": RGB -> BGR, minus the ImageNet mean
     weights_file: str
     weights_md5: str  # the file_hash Keras checks its download against
+    fine_tune_after: str  # `train --fine-tune` unfreezes the layers after this one: the network's last block
 
     @property
     def weights_url(self) -> str:
@@ -59,13 +60,14 @@ class EncoderSpec:
 
 ENCODERS = {spec.name: spec for spec in (
     EncoderSpec("xception", "Xception", 299, 71, 2048, "tf", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                "b0042744bf5b25fce3cb969f33bebb97"),
+                "b0042744bf5b25fce3cb969f33bebb97", "block12_sepconv3_bn"),
     EncoderSpec("vgg16", "VGG16", 224, 32, 512, "caffe", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                "6d6bbae143d832006294945121d1f1fc"),
+                "6d6bbae143d832006294945121d1f1fc", "block4_pool"),
     EncoderSpec("resnet50", "ResNet50", 224, 32, 2048, "caffe", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                "4d473c1dd8becc155b73f8504c6f6626"),
+                "4d473c1dd8becc155b73f8504c6f6626", "conv4_block6_out"),
     EncoderSpec("inception_v3", "InceptionV3", 299, 75, 2048, "tf",
-                "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "bcbd6486424b2319ff4ef7d526e38f63"),
+                "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "bcbd6486424b2319ff4ef7d526e38f63",
+                "mixed9"),
 )}
 DEFAULT_ENCODER = "xception"
 

@@ -69,12 +69,12 @@ def load_image(path: str | Path, image_size: int | None = None, encoder: str = D
     return spec.preprocess(np.asarray(rgb, dtype=np.float32))
 
 
-def find_image_files(arguments: list[str]) -> tuple[list[Path], list[str]]:
+def find_image_files(arguments: list[str | Path]) -> tuple[list[Path], list[str]]:
     """The image files named or inside the folders named, and a problem line for each argument that gave none."""
     files, problems = [], []
     for argument in arguments:
         path = Path(argument).expanduser()
-        if "://" in argument:
+        if "://" in str(argument):
             problems.append(f"{argument}: a web address; download the picture first, then caption the file")
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

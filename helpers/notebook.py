@@ -179,7 +179,8 @@ def upload_box(on_image: Callable[[Path], None], interactive: bool | None = None
         return None
     import ipywidgets as widgets
 
-    upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload a photo",
+                                layout=widgets.Layout(width="16em"))  # the default width cuts the label short
     output = widgets.Output()
     folder = Path(tempfile.mkdtemp(prefix="course-upload-"))
 

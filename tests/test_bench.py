@@ -121,6 +121,17 @@ def test_memory_worker_and_size_tiny():
     assert progressive_bytes(captions, vocab) > 0
 
 
+def test_fine_tune_measurement_tiny():
+    from bench import fine_tune
+
+    result = fine_tune.measure(image_size=71, batch=2, steps=1, frozen_steps=2)
+    for side in ("frozen", "end_to_end"):
+        assert result[side]["images_per_s"] > 0 and result[side]["peak_rss_mb"] > 0
+        assert result[side]["flickr8k_epoch_min"] == pytest.approx(6000 / result[side]["images_per_s"] / 60)
+    rows = [r for r in report.rows({"fine_tune": result}) if r["stage"] == "fine-tune"]
+    assert len(rows) == 3 and rows[0]["ratio"] == pytest.approx(result["slowdown"])
+
+
 def test_fixture_run_skips_nbval_with_few_notebooks(monkeypatch, tmp_path):
     monkeypatch.setattr(fixture_run, "_timed", lambda command, env: {"seconds": 1.0, "returncode": 0, "tail": ""})
     monkeypatch.setattr(fixture_run, "ROOT", tmp_path)

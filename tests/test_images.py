@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.errors import CourseError, ImageError
-from helpers.images import load_image
+from helpers.images import find_image_files, load_image
 
 SIZE = 71  # Xception's smallest input: fast, and the size does not matter to these tests
 RNG = np.random.default_rng(0)
@@ -131,3 +131,18 @@ def test_decompression_bomb_raises_image_error(tmp_path, monkeypatch):
 
 def test_truncated_images_stay_errors():
     assert not __import__("PIL.ImageFile").ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_find_image_files_in_folders_and_names_what_gave_none(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "inner").mkdir(parents=True)
+    for name in ("b.jpg", "inner/a.PNG"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    (folder / "notes.txt").write_text("not a picture")
+    (tmp_path / "empty").mkdir()
+    files, problems = find_image_files([folder, str(tmp_path / "empty"), "https://example.org/x.jpg",
+                                        tmp_path / "missing.jpg"])
+    assert files == [folder / "b.jpg", folder / "inner" / "a.PNG"]  # a Path or a str, sorted, folders searched
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "a folder with no image files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp)",
+        "a web address; download the picture first, then caption the file", "no such file or folder"]

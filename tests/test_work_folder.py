@@ -428,6 +428,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "run the same command again", "ImageNet weights", "is not UTF-8 text", "unbalanced quote",
                    "the disk is full", "is damaged", "is a file, not a folder", "climbs out of the images folder",
                    "with the files it needs, to", "leaves no word", "beam width must be",
-                   "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras"):
+                   "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
+                   "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
+                   "No photo to search"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
