@@ -1,4 +1,8 @@
-"""The whole pipeline on the shipped fixture, through the real command line: it must learn."""
+"""The whole pipeline on the shipped fixture, through the real command line: it must learn.
+
+At a small size (71-pixel images, 128 units) to keep the test command short: `.ci/run` runs the README's own
+`python -m helpers run`, at the default sizes, before the tests.
+"""
 
 import json
 import subprocess
@@ -8,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from helpers.paths import fixture_dir
+
+
+SMALL = ("--image-size", "71", "--units", "128")
 
 
 def helpers_cli(*args: str) -> dict:
@@ -20,12 +27,12 @@ def helpers_cli(*args: str) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("run")
-    return work, helpers_cli("run", "--out", str(work))
+    return work, helpers_cli("run", "--out", str(work), *SMALL)
 
 
 def test_run_writes_every_stage_output(run):
     work, _ = run
-    for name in ("captions.json", "vocab.json", "dataset.json", "xception_none_299/index.json", "model.keras",
+    for name in ("captions.json", "vocab.json", "dataset.json", "xception_none_71/index.json", "model.keras",
                  "model.json", "history.json", "evaluation_test.json"):
         assert (work / name).is_file(), name
 
@@ -66,7 +73,7 @@ def test_training_is_deterministic(run):
     work, _ = run
     results = []
     for _ in range(2):
-        helpers_cli("train", "--out", str(work), "--model", "twin", "--epochs", "3")
+        helpers_cli("train", "--out", str(work), "--model", "twin", "--epochs", "3", *SMALL)
         history = json.loads((work / "twin.history.json").read_text())
         results.append((history, helpers_cli("evaluate", "--out", str(work), "--model", "twin")["captions"]))
     assert len(results[0][0]["loss"]) == 3 and results[0] == results[1]
@@ -74,7 +81,8 @@ def test_training_is_deterministic(run):
 
 def test_tensorboard_logs_the_curves_and_the_graph(run, tmp_path):
     work, _ = run
-    helpers_cli("train", "--out", str(work), "--model", "logged", "--epochs", "2", "--tensorboard", str(tmp_path))
+    helpers_cli("train", "--out", str(work), "--model", "logged", "--epochs", "2", "--tensorboard", str(tmp_path),
+                *SMALL)
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
