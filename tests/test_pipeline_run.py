@@ -13,7 +13,6 @@ import pytest
 
 from helpers.paths import fixture_dir
 
-
 SMALL = ("--image-size", "71", "--units", "128")
 
 

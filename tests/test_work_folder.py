@@ -430,6 +430,6 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "with the files it needs, to", "leaves no word", "beam width must be",
                    "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
-                   "No photo to search"):
+                   "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
