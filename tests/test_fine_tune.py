@@ -1,6 +1,6 @@
 """End-to-end fine-tuning (`train --fine-tune`): which layers learn, the images and captions it trains on, that it
-starts from the very encoder the cache was made with, that the model it saves captions photos and evaluates with
-the fine-tuned encoder, and that on the fixture it beats the frozen encoder at the same epoch budget."""
+starts from the very encoder the cache was made with, and that the model it saves captions photos and evaluates
+with the fine-tuned encoder."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from helpers.vocabulary import PAD_ID, RESERVED, Vocabulary
 from helpers.workspace import Workspace
 
 SIZE = 71  # Xception's smallest input: fast
-# The comparison: stage 1 must have converged first (at 10 + 4 epochs the frozen encoder still wins on BLEU-4).
-COMPARE_UNITS, STAGE_1, STAGE_2 = "64", 20, 6
 pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 
 
@@ -128,20 +126,3 @@ def test_refused_choices_say_what_to_do(tmp_path, capsys):
 def test_a_fine_tuned_model_is_not_fine_tuned_again(tuned):
     with pytest.raises(SettingError, match="is fine-tuned already"):
         fine_tune.fine_tune(tuned)
-
-
-@pytest.mark.slow
-def test_fine_tuning_beats_the_frozen_encoder_at_the_same_epoch_budget(tmp_path, capsys):
-    """The fixture's encoder is untrained: its last block has shapes to learn, so fine-tuning must pay off."""
-    out = str(tmp_path)
-    small = ["--image-size", str(SIZE), "--units", COMPARE_UNITS, "--out", out]
-    assert cli.main(["prepare", "--out", out]) == 0
-    assert cli.main(["features", *small[:2], "--out", out]) == 0
-    assert cli.main(["train", "--model", "frozen", "--epochs", str(STAGE_1 + STAGE_2), *small]) == 0
-    assert cli.main(["train", "--epochs", str(STAGE_1), "--fine-tune", "--fine-tune-epochs", str(STAGE_2), *small]) == 0
-    work = Workspace(out)
-    frozen, tuned = pipeline.evaluate(work, model_name="frozen"), pipeline.evaluate(work)
-    with capsys.disabled():
-        print(f"\ntest BLEU-4 at {STAGE_1 + STAGE_2} epochs: frozen {frozen['bleu4']:.3f}, fine-tuned "
-              f"{tuned['bleu4']:.3f} (CIDEr-D {frozen['cider']:.3f} -> {tuned['cider']:.3f})")
-    assert tuned["bleu4"] > frozen["bleu4"] and tuned["bleu1"] > frozen["bleu1"] - 0.02
