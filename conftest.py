@@ -5,7 +5,9 @@ store lets every work folder of the run reuse the features of a picture already 
 
 The tests run in two processes (`-n 2 --dist loadfile`, pytest-xdist, in pyproject.toml), each file's tests in one
 of them, in order (a notebook's cells share one kernel). Each process has its own work folder and feature store:
-a notebook that needs notebook 05's model trains it there if 05 ran in the other process.
+a notebook that needs notebook 05's model trains it there if 05 ran in the other process. Two processes share
+the 2 cores, so a cell takes up to twice as long as alone: nbval's cell timeout is 600 s (notebook 07's training
+cell took 241 s in the last full run, 134 s alone).
 """
 
 import os
