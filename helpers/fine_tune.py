@@ -105,6 +105,8 @@ def end_to_end(encoder: keras.Model, decoder: keras.Model, image_size: int, widt
     features = encoder(pixels, training=False)  # batch norm in inference mode, whatever fit() says
     features = keras.ops.repeat(features, CAPTIONS_PER_IMAGE, axis=0)
     logits = decoder({"image": features, "caption": keras.ops.reshape(caption, (-1, width))})
+    if isinstance(logits, list | tuple):  # Keras 3.1 gives a one-output functional model's output as a list
+        logits = logits[0]
     logits = keras.ops.reshape(logits, (-1, CAPTIONS_PER_IMAGE, width, decoder.output_shape[-1]))
     model = keras.Model({"pixels": pixels, "caption": caption}, logits, name="end_to_end_captioner")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
