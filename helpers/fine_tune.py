@@ -132,10 +132,10 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
     encoder = build_encoder(spec.name, config["weights_source"], size, pooling="avg")  # the cache's encoder
     trainable = unfreeze_last_block(encoder, spec.fine_tune_after)
     captions, images = work.read_json("captions.json"), pipeline.images_of(work)
-    with_features = {split: pipeline.trained_features(work, config, list(captions[split]))
-                     for split in ("train", "dev")}
-    splits = {split: {k: v for k, v in captions[split].items() if k in with_features[split]}
-              for split in ("train", "dev")}
+    splits = {}
+    for split in ("train", "dev"):  # the images with features: the ones stage 1 trained on
+        features = pipeline.trained_features(work, config, list(captions[split]))
+        splits[split], _ = pipeline._with_features(captions[split], features)
     width = max(len(vocab.encode(c)) - 1 for split in splits.values() for found in split.values() for c in found)
     data = {}
     for split, augment in (("train", True), ("dev", False)):
