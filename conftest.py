@@ -3,11 +3,11 @@
 Set here, before anything imports TensorFlow, so the notebook kernels nbval starts inherit them too. The feature
 store lets every work folder of the run reuse the features of a picture already encoded (by its SHA-1).
 
-The tests run in two processes (`-n 2 --dist loadfile`, pytest-xdist, in pyproject.toml), each file's tests in one
-of them, in order (a notebook's cells share one kernel). Each process has its own work folder and feature store:
-a notebook that needs notebook 05's model trains it there if 05 ran in the other process. Two processes share
-the 2 cores, so a cell takes up to twice as long as alone: nbval's cell timeout is 600 s (notebook 07's training
-cell took 241 s in the last full run, 134 s alone).
+The tests run in two processes (`-n 2`, pytest-xdist, in pyproject.toml). All notebooks run in one of them, in
+order, in one work folder, as a learner runs them (notebook 06 finds notebook 05's model instead of training its
+own); each test file runs whole in one process (`NotebooksTogether` below). Each process has its own work folder
+and feature store: a store takes one writer at a time. Two processes share the 2 cores, so a cell takes up to
+twice as long as alone: nbval's cell timeout is 600 s.
 """
 
 import os
@@ -23,3 +23,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # each test process its own folders: 
         os.environ[name] = os.path.join(os.environ[name], os.environ["PYTEST_XDIST_WORKER"])
         os.makedirs(os.environ[name], exist_ok=True)
 
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Every notebook in one process, in order; each test file whole in one process (`--dist loadfile`)."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class NotebooksTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "notebooks" if path.startswith("notebooks/") and path.endswith(".ipynb") else path
+
+    return NotebooksTogether(config, log)

@@ -162,12 +162,12 @@ def cmd_run(args: argparse.Namespace) -> dict:
 def cmd_demo(args: argparse.Namespace) -> dict:
     from helpers.demo import CaptionDemo, launch
 
-    demo = CaptionDemo(Workspace(args.out), args.model)  # no trained model: a WorkFolderError that says what to run
-    try:
+    try:  # before the model is loaded: seconds a learner without Gradio would wait for nothing
         import gradio  # noqa: F401
     except ImportError:
         raise CourseError("The demo needs Gradio, which the course installs as an extra: "
                           "pip install -e \".[demo]\" (in the course's folder), then run this again.") from None
+    demo = CaptionDemo(Workspace(args.out), args.model)  # no trained model: a WorkFolderError that says what to run
     try:
         launch(demo, args.port, args.share)
     except OSError as error:

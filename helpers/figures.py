@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+CAPTION_POINTS = 8  # the captions' font size
+MONOSPACE_WIDTH = 0.6  # a monospace character's width, in font sizes (DejaVu Sans Mono: 0.602)
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -36,17 +39,19 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str = "Training 
 
 def show_captioned(images: Sequence[str | Path], captions: Sequence[str | Sequence[str]], ncols: int = 3,
                    size: float = 3.2, width: int = 42) -> Figure:
-    """A grid of images, each above its caption(s), wrapped to `width` characters."""
+    """A grid of images, each above its caption(s), wrapped to `width` characters (fewer if the panel is narrower)."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    gap = 0.25  # inches between panels
+    width = min(width, int((size + 0.8 * gap) * 72 / (MONOSPACE_WIDTH * CAPTION_POINTS)))  # not into the next panel
     blocks = [[c] if isinstance(c, str) else list(c) for c in captions]
     texts = ["\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines) for lines in blocks]
     ncols = max(1, min(ncols, len(images)))
     nrows = -(-len(images) // ncols)
-    title_h, text_h, gap = 0.3, 0.15 * max(t.count("\n") + 1 for t in texts) + 0.25, 0.25  # inches
+    title_h, text_h = 0.3, 0.15 * max(t.count("\n") + 1 for t in texts) + 0.25  # inches
     row_h = title_h + size + text_h
     fig = plt.figure(figsize=(ncols * (size + gap), nrows * row_h))
     fig_w, fig_h = fig.get_size_inches()
@@ -60,7 +65,8 @@ def show_captioned(images: Sequence[str | Path], captions: Sequence[str | Sequen
         ax.set_anchor("N")  # a wide image sits at the top of its square, right under its name
         ax.axis("off")
         ax.set_title(Path(image).name, fontsize=8, color="0.4")
-        ax.text(0, -0.03, text, transform=ax.transAxes, va="top", ha="left", fontsize=8, family="monospace")
+        ax.text(0, -0.03, text, transform=ax.transAxes, va="top", ha="left", fontsize=CAPTION_POINTS,
+                family="monospace")
     return fig
 
 

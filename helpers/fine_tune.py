@@ -2,6 +2,7 @@
 
     pipeline.train(work, ...)                  # stage 1: the decoder on cached, frozen features
     fine_tune(work, epochs=5)                  # stage 2: the encoder's last block unfrozen, from images
+    fine_tune(work, "a", save_as="b")          # stage 2 from model a, saved as model b (a stays as it was)
 
 Stage 1 is ordinary training. Stage 2 starts from its decoder and the same encoder, unfreezes the encoder's last
 block (`EncoderSpec.fine_tune_after`: Xception's exit flow, blocks 13 and 14; the early blocks see edges and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -116,8 +118,11 @@ def end_to_end(encoder: keras.Model, decoder: keras.Model, image_size: int, widt
 
 def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
               learning_rate: float = FINE_TUNE_LEARNING_RATE, image_batch_size: int = 16, patience: int | None = None,
-              verbose: int | str = "auto") -> dict[str, list[float]]:
-    """Stage 2 on a model trained by `pipeline.train`: returns this stage's history (loss, val_loss per epoch)."""
+              verbose: int | str = "auto", save_as: str | None = None) -> dict[str, list[float]]:
+    """Stage 2 on a model trained by `pipeline.train`: returns this stage's history (loss, val_loss per epoch).
+
+    The result replaces `model_name`, or is saved as the model `save_as` with `model_name` left as it was.
+    """
     check_at_least("fine-tune epochs", epochs)
     check_at_least("image batch size", image_batch_size)
     decoder, vocab, config = pipeline.load_trained(work, model_name)
@@ -127,7 +132,8 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
     if config.get("fine_tune"):
         raise SettingError(f"{work.model(model_name).keras} is fine-tuned already: train it again without "
                            f"--fine-tune first ({work.model(model_name).train_command()}), or fine-tune another.")
-    files, spec, size = work.model(model_name), encoder_spec(config["encoder"]), config["image_size"]
+    source, files = work.model(model_name), work.model(save_as or model_name)
+    spec, size = encoder_spec(config["encoder"]), config["image_size"]
     set_seed(config["seed"])
     encoder = build_encoder(spec.name, config["weights_source"], size, pooling="avg")  # the cache's encoder
     trainable = unfreeze_last_block(encoder, spec.fine_tune_after)
@@ -151,19 +157,17 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
     weights = _save_encoder(encoder, files.keras.parent, files.name)
     with replacing(files.keras, suffix=".keras") as tmp:
         decoder.save(tmp)
-    old = config.get("weights_source")
-    label = weights.name
-    record = {**config, "weights": label, "weights_source": str(weights), "model_sha1": file_sha1(files.keras),
+    record = {**config, "weights": weights.name, "weights_source": str(weights), "model_sha1": file_sha1(files.keras),
               "fine_tune": {"from_weights": config["weights"], "epochs_run": len(history["loss"]),
                             "learning_rate": learning_rate, "image_batch_size": image_batch_size,
                             "unfrozen_after": spec.fine_tune_after, "trainable_encoder_weights": trainable,
                             "best_val_loss": min(history["val_loss"]),
                             "seconds": round(time.perf_counter() - started, 1)}}
-    record["fine_tune"]["from_epoch"] = _append_history(files.history, history)
+    record["fine_tune"]["from_epoch"] = _append_history(source.history, files.history, history)
     write_json(files.record, record)
     pipeline.extract(work, spec.name, str(weights), size, progress=verbose != 0)
-    if old and old != str(weights) and Path(old).parent == weights.parent and Path(old).name.startswith(files.name):
-        Path(old).unlink(missing_ok=True)  # this model's previous fine-tuned encoder
+    for stale in _saved_encoders(files.keras.parent, files.name) - {weights}:
+        stale.unlink(missing_ok=True)  # an earlier fine-tuning of this name: no record names it now
     return history
 
 
@@ -177,9 +181,15 @@ def _save_encoder(encoder: keras.Model, folder: Path, name: str) -> Path:
     return final
 
 
-def _append_history(path: Path, history: dict[str, list[float]]) -> int:
-    """Stage 2's losses after stage 1's in the history file; returns the epoch where stage 2 began."""
-    both = json.loads(path.read_text(encoding="utf-8"))
+def _saved_encoders(folder: Path, name: str) -> set[Path]:
+    """The encoder weights that fine-tuning the model `name` saved in `folder`."""
+    pattern = re.compile(rf"{re.escape(name)}_encoder_[0-9a-f]{{10}}\.weights\.h5")
+    return {path for path in folder.glob(f"{name}_encoder_*.weights.h5") if pattern.fullmatch(path.name)}
+
+
+def _append_history(stage_1: Path, path: Path, history: dict[str, list[float]]) -> int:
+    """Stage 2's losses after stage 1's (read from `stage_1`) in `path`; returns the epoch where stage 2 began."""
+    both = json.loads(stage_1.read_text(encoding="utf-8"))
     start = len(both["loss"])
     write_json(path, {key: both.get(key, [])[:start] + [float(v) for v in values] for key, values in history.items()})
     return start + 1

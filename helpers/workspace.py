@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from helpers.errors import SettingError, WorkFolderError
-from helpers.files import write_json
+from helpers.files import replacing, write_json
 
 DEFAULT_MODEL = "model"
 RESERVED_NAMES = {"captions", "vocab", "dataset", "history", "index", "scenes", "encoder"}
@@ -120,6 +121,17 @@ class Workspace:
             raise SettingError(f"{name!r} cannot name a model: use letters, digits, '-' and '_' (not "
                                f"{', '.join(sorted(RESERVED_NAMES))}).")
         return ModelFiles(name, self.root)
+
+    def copy_model(self, source: str, target: str) -> ModelFiles:
+        """The trained model `source` copied as `target` (checkpoint, history, then record: each file atomically)."""
+        old, new = self.model(source), self.model(target)
+        if not (old.keras.exists() and old.record.exists()):
+            raise WorkFolderError(f"{old.keras} or its record is missing: run {old.train_command()} first.")
+        for path, copy in ((old.keras, new.keras), (old.history, new.history), (old.record, new.record)):
+            if path.exists():
+                with replacing(copy, suffix=path.suffix) as tmp:
+                    shutil.copyfile(path, tmp)
+        return new
 
     def models(self) -> list[ModelFiles]:
         """Every trained model in the folder (a .keras file with its .json record)."""

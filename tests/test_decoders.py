@@ -14,6 +14,7 @@ from keras.ops import convert_to_numpy as to_numpy
 from helpers.decoders import DECODERS, decoder_spec, step_decoder_for
 from helpers.decoders.attention import build_attention_model, location_stats, pool_grids
 from helpers.decoders.base import describe_shapes
+from helpers.decoders.merge import build_merge_model
 from helpers.errors import SettingError
 from helpers.tutorial_baselines import build_prefix_model
 from helpers.vocabulary import END_ID, PAD_ID, START_ID
@@ -191,3 +192,23 @@ def test_prefix_model_predicts_one_word_per_prefix(vectors):
     before = model.evaluate(inputs, one_hot, verbose=0)[0]  # [loss, accuracy]
     model.fit(inputs, one_hot, epochs=20, verbose=0)
     assert model.evaluate(inputs, one_hot, verbose=0)[0] < 0.5 * before
+
+
+def test_a_feature_constant_on_the_train_images_is_not_blown_up(tmp_path):
+    from helpers.decoders.base import VARIANCE_FLOOR, standardiser
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 2, (50, 8)).astype("float32")
+    train[:, 3] = 0.0  # a unit that never fires on the train images
+    dev = rng.normal(0, 2, (5, 8)).astype("float32")
+    dev[:, 3] = 1.0  # and does on a dev image
+    out = np.asarray(standardiser(train)(dev))
+    np.testing.assert_allclose(np.asarray(standardiser(train)(train))[:, [0, 1, 2]].std(0), 1, rtol=1e-3)
+    median_std = float(np.sqrt(np.median(train.var(0)[train.var(0) > 0])))
+    np.testing.assert_allclose(out[:, 3], 1.0 / (np.sqrt(VARIANCE_FLOOR) * median_std), rtol=1e-3)
+    assert np.abs(out).max() < 20  # the raw Normalization would give 1 / sqrt(1e-7): thousands
+    model = build_merge_model(6, feature_dim=8, units=4, embedding_dim=4, train_features=train)
+    path = tmp_path / "floored.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded.get_layer("normalize")(dev)), out, rtol=1e-5)  # kept when saved

@@ -63,3 +63,16 @@ def test_draw_model_draws_one_box_per_layer_and_one_arrow_per_connection():
     assert all(layer.name in texts for layer in model.layers)
     assert len([child for child in ax.get_children() if type(child).__name__ == "Annotation"]) == 10  # graph edges
     assert any("(None, None, 12)" in t for t in texts)
+
+
+@pytest.mark.parametrize("size", [2.5, 3.2])
+def test_captions_side_by_side_do_not_run_into_the_next_panel(kaggle_dir, size):
+    images = sorted((kaggle_dir / "Images").glob("*.jpg"))[:2]
+    long = "a little girl in a pink dress climbs into a wooden playhouse " * 2
+    fig = figures.show_captioned(images, [long, long], ncols=2, size=size)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    first = fig.axes[0].texts[0].get_window_extent(renderer)
+    second = fig.axes[1].texts[0].get_window_extent(renderer)
+    assert first.x1 < second.x0, (first, second)
+    assert first.width > 0.8 * (second.x0 - first.x0)  # and the lines are as long as the panel allows

@@ -126,3 +126,20 @@ def test_refused_choices_say_what_to_do(tmp_path, capsys):
 def test_a_fine_tuned_model_is_not_fine_tuned_again(tuned):
     with pytest.raises(SettingError, match="is fine-tuned already"):
         fine_tune.fine_tune(tuned)
+
+
+def test_fine_tuning_into_another_name_leaves_stage_one_as_it_was(tuned):
+    assert cli.main(["train", "--model", "frozen", "--epochs", "2", "--units", "32", "--image-size", str(SIZE),
+                     "--out", str(tuned.root)]) == 0
+    frozen = tuned.model("frozen")
+    before = {path: path.read_bytes() for path in (frozen.keras, frozen.record, frozen.history)}
+    stale = tuned.root / "copy_encoder_0123456789.weights.h5"  # what an earlier run of the same cell left
+    stale.write_bytes(b"an earlier fine-tuning's encoder")
+    fine_tune.fine_tune(tuned, "frozen", epochs=1, save_as="copy", verbose=0)
+    assert {path: path.read_bytes() for path in before} == before
+    record = json.loads(tuned.model("copy").record.read_text())
+    history = json.loads(tuned.model("copy").history.read_text())
+    assert record["fine_tune"]["from_epoch"] == 3 and len(history["val_loss"]) == 3
+    assert history["val_loss"][:2] == json.loads(before[frozen.history])["val_loss"]
+    assert [p.name for p in tuned.root.glob("copy_encoder_*.weights.h5")] == [record["weights"]]  # stale: gone
+    assert pipeline.load_trained(tuned, "copy")[2]["weights_source"] == str(tuned.root / record["weights"])

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from helpers import cli, pipeline
+from helpers.errors import WorkFolderError
 from helpers.paths import fixture_dir
 from helpers.prepare import save_vocabulary
 from helpers.vocabulary import Vocabulary
@@ -433,3 +434,17 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
+
+
+def test_a_copied_model_evaluates_and_resumes_on_its_own(work, capsys):
+    folder = Workspace(work)
+    copy = folder.copy_model("model", "snapshot")
+    assert [p.read_bytes() for p in (copy.keras, copy.record, copy.history)] == \
+        [p.read_bytes() for p in (folder.model().keras, folder.model().record, folder.model().history)]
+    assert run("evaluate", "--model", "snapshot", "--out", str(work)) == 0
+    before = folder.model().keras.read_bytes()
+    assert run("train", "--model", "snapshot", "--resume", *TRAIN[:4], "--epochs", "1", "--out", str(work)) == 0
+    assert folder.model().keras.read_bytes() == before  # the original is untouched
+    assert len(json.loads(copy.history.read_text())["loss"]) == 3
+    with pytest.raises(WorkFolderError, match="run `python -m helpers train` --model nothing first"):
+        folder.copy_model("nothing", "other")

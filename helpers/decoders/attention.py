@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from helpers.decoders.base import compile_captioner, embed
+from helpers.decoders.base import compile_captioner, embed, floored_variance
 from helpers.errors import SettingError, check_at_least
 
 
@@ -49,11 +49,14 @@ def location_stats(grids: Mapping[str, np.ndarray], keys: Sequence[str] | None =
     stack = getattr(grids, "stack", None) or (lambda part, dtype: np.stack([grids[k] for k in part]))
     total = squares = None
     for start in range(0, len(keys), chunk):
-        part = stack(keys[start:start + chunk], dtype=None)
-        part = pool_grids(part.astype("float64"), pool)
+        part = stack(keys[start:start + chunk], dtype=None).astype("float64")
+        if pool > 1:
+            part = pool_grids(part, pool)
         flat = part.reshape(len(part), -1, part.shape[-1])  # (images, L, F)
         total = flat.sum(0) if total is None else total + flat.sum(0)
-        squares = (flat**2).sum(0) if squares is None else squares + (flat**2).sum(0)
+        np.square(flat, out=flat)  # in place: one chunk in float64 at a time, no second copy
+        squares = flat.sum(0) if squares is None else squares + flat.sum(0)
+        del part, flat  # before the next chunk is read
     if total is None:
         raise SettingError("location_stats needs at least one grid")
     mean = total / len(keys)
@@ -87,7 +90,8 @@ def build_attention_model(
     caption = keras.Input(shape=(None,), dtype="int32", name="caption")
     pooled = layers.AveragePooling2D(pool, name="pool_grid")(image) if pool > 1 else image
     locations = layers.Reshape((cells, feature_dim), name="locations")(pooled)  # (B, g, g, F) -> (B, L, F)
-    values = layers.Normalization(axis=(1, 2), mean=mean, variance=variance, name="normalize")(locations)
+    values = layers.Normalization(axis=(1, 2), mean=mean, variance=floored_variance(variance),
+                                  name="normalize")(locations)
     values = layers.Dropout(dropout, name="image_dropout")(values)
     keys = layers.Dense(units, use_bias=False, name="attend_image")(values)  # W_k f_i
     average = layers.GlobalAveragePooling1D(name="mean_location")(values)
