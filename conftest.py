@@ -24,7 +24,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # each test process its own folders: 
         os.makedirs(os.environ[name], exist_ok=True)
 
 
-
 def pytest_xdist_make_scheduler(config, log):
     """Every notebook in one process, in order; each test file whole in one process (`--dist loadfile`)."""
     from xdist.scheduler import LoadFileScheduling

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from helpers.errors import SettingError, WorkFolderError
-from helpers.files import replacing, write_json
+from helpers.files import replace_together, write_json
 
 DEFAULT_MODEL = "model"
 RESERVED_NAMES = {"captions", "vocab", "dataset", "history", "index", "scenes", "encoder"}
@@ -123,14 +122,12 @@ class Workspace:
         return ModelFiles(name, self.root)
 
     def copy_model(self, source: str, target: str) -> ModelFiles:
-        """The trained model `source` copied as `target` (checkpoint, history, then record: each file atomically)."""
+        """The trained model `source` copied as `target` (checkpoint, history and record, replaced together)."""
         old, new = self.model(source), self.model(target)
         if not (old.keras.exists() and old.record.exists()):
             raise WorkFolderError(f"{old.keras} or its record is missing: run {old.train_command()} first.")
-        for path, copy in ((old.keras, new.keras), (old.history, new.history), (old.record, new.record)):
-            if path.exists():
-                with replacing(copy, suffix=path.suffix) as tmp:
-                    shutil.copyfile(path, tmp)
+        pairs = ((old.keras, new.keras), (old.history, new.history), (old.record, new.record))
+        replace_together({copy: path.read_bytes() for path, copy in pairs if path.exists()})
         return new
 
     def models(self) -> list[ModelFiles]:
