@@ -15,7 +15,7 @@ from pathlib import Path
 
 from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
-from helpers.encoders import ENCODERS
+from helpers.encoders import AUTO, ENCODERS
 from helpers.errors import CourseError
 from helpers.fine_tune import FINE_TUNE_LEARNING_RATE, fine_tune
 from helpers.images import find_image_files
@@ -228,11 +228,15 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--min-count", type=_positive, default=MIN_COUNT,
                       help="keep the words seen at least this often in the train captions")
     enc = argparse.ArgumentParser(add_help=False)
-    enc.add_argument("--encoder", default="xception", choices=tuple(ENCODERS), help="the pretrained CNN")
-    enc.add_argument("--weights", default="auto",
-                     help="imagenet, none (untrained) or a local .h5 file; auto: none on the fixture, else imagenet")
+    enc.add_argument("--encoder", default=AUTO, choices=(AUTO, *ENCODERS),
+                     help="the pretrained CNN; auto: xception where its ImageNet weights can be downloaded, else "
+                          "(and on the fixture) mobilenet_v2, whose ImageNet weights ship with the course")
+    enc.add_argument("--weights", default=AUTO,
+                     help="imagenet, none (untrained) or a local .h5 file; auto: imagenet (none for an encoder named "
+                          "on the fixture whose weights would need a download)")
     enc.add_argument("--image-size", type=_positive, default=None,
-                     help="the encoder's input size in pixels (default: its own, 299 for xception)")
+                     help="the encoder's input size in pixels (default: its own, 299 for xception, 224 for "
+                          "mobilenet_v2)")
     images = argparse.ArgumentParser(add_help=False)
     images.add_argument("--image-batch-size", type=_positive, default=32,
                         help="images per encoder call (lower it if memory runs out)")

@@ -1,12 +1,15 @@
-"""The pretrained CNN encoders the course can use, and how each is built: Xception (the default), VGG16, ResNet50,
-InceptionV3.
+"""The pretrained CNN encoders the course can use, and how each is built: Xception (the course's encoder on
+Flickr8k), MobileNetV2 (ImageNet weights that ship with the course: the offline default), VGG16, ResNet50,
+InceptionV3. Notebook 03 teaches them.
 
     encoder = build_encoder("xception", weights="imagenet")        # image batch (B, 299, 299, 3) -> (B, 2048)
-    grids = build_encoder("xception", "none", pooling="none")     # -> (B, 10, 10, 2048): one vector per cell
+    grids = build_encoder("mobilenet_v2", pooling="none")         # -> (B, 7, 7, 1280): one vector per cell
+    choice = choose_encoder("auto", "auto", fixture=True)         # which encoder and weights "auto" means here
 
 Each encoder has its own input size, its own pixel preprocessing (the one its ImageNet weights were trained
-with) and its own feature size. `weights` is "imagenet" (downloaded once by Keras), "none" (random weights,
-seeded: the same architecture offline, for the fixture and CI) or the path of a weights .h5 file.
+with) and its own feature size. `weights` is "imagenet" (downloaded once by Keras; for MobileNetV2 the file in
+`helpers/weights/`, offline and online alike), "none" (random weights, seeded: the same architecture untrained)
+or the path of a weights .h5 file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ if TYPE_CHECKING:  # TensorFlow takes seconds to import: load it only when an en
     import keras
 
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # converted by tools/convert_mobilenet_v2.py
+AUTO = "auto"
 POOLINGS = ("avg", "none")  # "avg": one vector per image; "none": the last feature map, a grid of vectors
 IMAGENET_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
@@ -42,12 +47,15 @@ class EncoderSpec:
     feature_dim: int  # numbers per image (or per grid cell) after the last convolution
     preprocessing: str  # "tf": scale to [-1, 1]; "caffe": RGB -> BGR, minus the ImageNet mean
     weights_file: str
-    weights_md5: str  # the file_hash Keras checks its download against
+    weights_md5: str  # the file_hash Keras checks its download against (or that of the shipped file)
     fine_tune_after: str  # `train --fine-tune` unfreezes the layers after this one: the network's last block
+    shipped: bool = False  # its ImageNet weights_file ships in helpers/weights/: no download
 
     @property
     def weights_url(self) -> str:
-        """Where Keras downloads the ImageNet weights (without the classifier) from."""
+        """Where the ImageNet weights (without the classifier) come from: Keras's download, or the shipped file."""
+        if self.shipped:
+            return str(SHIPPED_WEIGHTS_DIR / self.weights_file)
         folder = "resnet" if self.name.startswith("resnet") else self.name
         return f"{KERAS_WEIGHTS}{folder}/{self.weights_file}"
 
@@ -68,8 +76,68 @@ ENCODERS = {spec.name: spec for spec in (
     EncoderSpec("inception_v3", "InceptionV3", 299, 75, 2048, "tf",
                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "bcbd6486424b2319ff4ef7d526e38f63",
                 "mixed9"),
+    EncoderSpec("mobilenet_v2", "MobileNetV2", 224, 32, 1280, "tf", "mobilenet_v2_imagenet_notop.weights.h5",
+                "546c4b90d69c73bd410c715dba24030c", "block_15_add", shipped=True),
 )}
-DEFAULT_ENCODER = "xception"
+DEFAULT_ENCODER = "xception"  # the course's encoder, where its ImageNet weights can be had
+OFFLINE_ENCODER = "mobilenet_v2"  # where they cannot: ImageNet weights that ship with the course
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """What "auto" settled on: the encoder, its weights, and one line saying why (empty when nothing was chosen)."""
+
+    encoder: str
+    weights: str
+    note: str = ""
+
+
+def choose_encoder(encoder: str = AUTO, weights: str | Path = AUTO, fixture: bool = False) -> EncoderChoice:
+    """Resolve "auto" in the encoder and weights settings.
+
+    encoder "auto": Xception with ImageNet weights where they can be had (in Keras's folder, or downloaded now);
+    elsewhere, and always on the fixture (offline, in minutes on a CPU), MobileNetV2 with the shipped ImageNet
+    weights. weights "auto": ImageNet weights, except for an encoder named on the fixture whose weights would
+    need a download (untrained then, as the fixture never downloads).
+    """
+    if encoder != AUTO:
+        spec = encoder_spec(encoder)
+        if str(weights) != AUTO:
+            return EncoderChoice(encoder, str(weights))
+        if fixture and not spec.shipped and not weights_in_keras_folder(spec):
+            return EncoderChoice(encoder, "none", f"{encoder} is UNTRAINED here (random weights: the fixture does "
+                                                  "not download ImageNet weights; weights='imagenet' would).")
+        return EncoderChoice(encoder, "imagenet")
+    if str(weights) not in (AUTO, "imagenet"):
+        return EncoderChoice(DEFAULT_ENCODER, str(weights))  # untrained or one's own Xception weights
+    if not fixture and imagenet_weights_at_hand(DEFAULT_ENCODER):
+        return EncoderChoice(DEFAULT_ENCODER, "imagenet")
+    why = ("the fixture's default: no download, minutes on a CPU" if fixture else
+           "Xception's ImageNet weights cannot be downloaded here; encoder='xception' names the file's address")
+    return EncoderChoice(OFFLINE_ENCODER, "imagenet", f"Encoder: MobileNetV2 with ImageNet weights that ship with "
+                                                      f"the course ({why}). Xception is the course's encoder on "
+                                                      "Flickr8k where its weights can be downloaded.")
+
+
+def weights_in_keras_folder(spec: EncoderSpec) -> bool:
+    """Whether Keras has downloaded this encoder's ImageNet weights before (it looks there first)."""
+    return (keras_models_dir() / spec.weights_file).is_file()
+
+
+@functools.cache
+def imagenet_weights_at_hand(name: str) -> bool:
+    """Whether an encoder's ImageNet weights are shipped, already downloaded, or can be downloaded now (once a
+    process: an offline machine is asked once)."""
+    spec = encoder_spec(name)
+    if spec.shipped or weights_in_keras_folder(spec):
+        return True
+    import keras
+
+    try:
+        keras.utils.get_file(spec.weights_file, spec.weights_url, cache_subdir="models", file_hash=spec.weights_md5)
+    except Exception:  # Keras raises a bare Exception when the download fails
+        return False
+    return True
 
 
 def encoder_spec(name: str) -> EncoderSpec:
@@ -126,7 +194,12 @@ def build_encoder(name: str = DEFAULT_ENCODER, weights: str | Path | None = "ima
     label = weights_label(weights)
     if label == "none":
         return _seeded(lambda: build(weights=None, **options), seed)
-    if label == "imagenet":
+    if image_size != spec.image_size:
+        print(f"Note: {spec.keras_class}'s weights were trained on {spec.image_size} x {spec.image_size} pictures; at "
+              f"{image_size} x {image_size} its features see less detail (fine for the fixture's small pictures).")
+    if label == "imagenet" and spec.shipped:
+        weights = shipped_weights(spec)
+    elif label == "imagenet":
         try:
             return build(weights="imagenet", **options)
         except Exception as error:  # Keras raises a bare Exception when the download fails
@@ -147,6 +220,15 @@ def build_encoder(name: str = DEFAULT_ENCODER, weights: str | Path | None = "ima
         raise WeightsError(f"{path} is not a weights file for {spec.keras_class} without its classifier "
                            f"({type(error).__name__}: {error}). Download {spec.weights_url} and pass its path."
                            ) from error
+
+
+def shipped_weights(spec: EncoderSpec) -> Path:
+    """The ImageNet weights file that ships with the course for this encoder; a WeightsError if it is missing."""
+    path = SHIPPED_WEIGHTS_DIR / spec.weights_file
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing: it ships with the course. Reinstall it (pip install -e . in a clone "
+                           "of the repository), or restore the file with git checkout.")
+    return path
 
 
 @functools.lru_cache(maxsize=2)
@@ -182,3 +264,24 @@ def verify_weights_file(spec: EncoderSpec, path: Path) -> None:
         raise WeightsError(f"{path} ({path.stat().st_size:,} bytes) is not the published {spec.weights_file}: its "
                            f"MD5 is {digest.hexdigest()}, Keras expects {spec.weights_md5}. The download was probably "
                            f"cut off: delete it and download {spec.weights_url} again.")
+
+
+def imagenet_classes(vectors: np.ndarray, top: int = 3) -> list[list[tuple[str, float]]]:
+    """What MobileNetV2's ImageNet classifier (shipped beside its weights) makes of pooled MobileNetV2 vectors:
+    for each vector, its `top` classes and their probabilities."""
+    import keras
+
+    classifier = keras.Sequential([keras.Input((ENCODERS[OFFLINE_ENCODER].feature_dim,)),
+                                   keras.layers.Dense(len(imagenet_labels()), name="predictions")])
+    classifier.load_weights(SHIPPED_WEIGHTS_DIR / "mobilenet_v2_imagenet_classifier.weights.h5")
+    logits = np.asarray(classifier(np.asarray(vectors, np.float32)), np.float64)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    labels = imagenet_labels()
+    return [[(labels[i], float(row[i])) for i in np.argsort(-row)[:top]] for row in probabilities]
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_labels() -> list[str]:
+    """The 1,001 class names of the shipped classifier, in its output order (0 is "background")."""
+    return (SHIPPED_WEIGHTS_DIR / "imagenet_labels.txt").read_text(encoding="utf-8").splitlines()

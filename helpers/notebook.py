@@ -21,6 +21,7 @@ import numpy as np
 
 from helpers import __version__
 from helpers.dataset import detect_layout
+from helpers.encoders import choose_encoder
 from helpers.errors import CourseError, DatasetError
 from helpers.find_data import IN_COLAB
 from helpers.paths import PACKAGE_DIR, data_dir, default_work_dir, is_fixture_folder
@@ -78,8 +79,7 @@ def banner(folder: Path, is_fixture: bool) -> None:
     else:
         print(f"Using {found.layout} data from {folder} ({images:,} images).")
     if is_fixture_folder(folder):
-        print("Note: offline, the encoder is UNTRAINED (random weights, no ImageNet download): its features only "
-              "carry colour and layout, which is what the fixture's captions talk about.")
+        print(choose_encoder(fixture=True).note)
 
 
 def notebook_workspace() -> Workspace:
@@ -123,10 +123,12 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
     files = work.model(model_name)
     try:
         _, _, config = load_trained(work, model_name)
-        wanted = feature_setting(work, weights=weights).weights
-        if (config["decoder"], config["weights"], config["status"]) != (decoder, wanted, "complete"):
-            raise CourseError(f"it is a {config['status']} {config['decoder']} model on {config['weights']} "
-                              f"features, and this notebook needs a complete {decoder} model on {wanted} features")
+        wanted = feature_setting(work, weights=weights)
+        found = (config["decoder"], config["encoder"], config["weights"], config["status"])
+        if found != (decoder, wanted.encoder, wanted.weights, "complete"):
+            raise CourseError(f"it is a {config['status']} {config['decoder']} model on {config['encoder']} features "
+                              f"({config['weights']} weights), and this notebook needs a complete {decoder} model on "
+                              f"{wanted.encoder} features ({wanted.weights} weights)")
     except CourseError as problem:
         reason = "it has not been trained in this work folder" if not files.keras.exists() else str(problem)
         print(f"Training {files.keras.name} now: {reason}.")

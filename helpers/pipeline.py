@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpers.decoders import DEFAULT_DECODER, decoder_spec
-from helpers.encoders import DEFAULT_ENCODER
+from helpers.encoders import AUTO, EncoderChoice, choose_encoder
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
 from helpers.evaluation import (
     bleu_scores,
@@ -47,17 +47,16 @@ def is_fixture(work: Workspace) -> bool:
     return is_fixture_folder(work.read_json("dataset.json")["data_dir"])
 
 
-def resolve_weights(work: Workspace, weights: str = "auto") -> str:
-    """'auto' means an untrained encoder on the fixture (offline, CI) and ImageNet weights on real data."""
-    if weights != "auto":
-        return str(weights)
-    return "none" if is_fixture(work) else "imagenet"
+def encoder_choice(work: Workspace, encoder: str = AUTO, weights: str = AUTO) -> EncoderChoice:
+    """The encoder and weights that 'auto' means for this work folder's data (`encoders.choose_encoder`)."""
+    return choose_encoder(encoder, weights, is_fixture(work))
 
 
-def feature_setting(work: Workspace, encoder: str = DEFAULT_ENCODER, weights: str = "auto",
-                    image_size: int | None = None, pooling: str = "avg") -> CacheSetting:
-    """The cache setting of these encoder options in this work folder ('auto' weights resolved)."""
-    return CacheSetting.of(encoder, resolve_weights(work, weights), image_size, pooling)
+def feature_setting(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_size: int | None = None,
+                    pooling: str = "avg") -> CacheSetting:
+    """The cache setting of these encoder options in this work folder ('auto' resolved)."""
+    choice = encoder_choice(work, encoder, weights)
+    return CacheSetting.of(choice.encoder, choice.weights, image_size, pooling)
 
 
 def images_of(work: Workspace) -> dict[str, Path]:
@@ -70,12 +69,14 @@ def images_of(work: Workspace) -> dict[str, Path]:
     return {key: images_dir / key for split in captions.values() for key in split}
 
 
-def extract(work: Workspace, encoder: str = DEFAULT_ENCODER, weights: str = "auto", image_size: int | None = None,
+def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_size: int | None = None,
             pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
     """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
-    setting = feature_setting(work, encoder, weights, image_size, pooling)
-    weights = resolve_weights(work, weights)
-    return extract_features(images_of(work), work.path(setting.name), encoder=encoder, weights=weights,
+    choice = encoder_choice(work, encoder, weights)
+    if choice.note:
+        print(choice.note)
+    setting = CacheSetting.of(choice.encoder, choice.weights, image_size, pooling)
+    return extract_features(images_of(work), work.path(setting.name), encoder=choice.encoder, weights=choice.weights,
                             image_size=setting.image_size, pooling=pooling, batch_size=batch_size, progress=progress,
                             store=feature_store())
 
@@ -86,7 +87,7 @@ def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tupl
     return kept, sorted(set(captions) - set(kept))
 
 
-def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = DEFAULT_ENCODER, weights: str = "auto",
+def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
           dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
           verbose: int | str = "auto", strategy="auto", model_name: str = DEFAULT_MODEL,
@@ -110,18 +111,19 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = DEFAUL
         raise SettingError(f"grid_pool is for the attention decoder, which reads a grid; {decoder} reads one vector.")
     files = work.model(model_name)
     captions, vocab, dataset = load_prepared(work)
-    setting = feature_setting(work, encoder, weights, image_size, spec.pooling)
+    choice = encoder_choice(work, encoder, weights)
+    setting = CacheSetting.of(choice.encoder, choice.weights, image_size, spec.pooling)
     features = read_cache(work.path(setting.name))
     train_caps, missing = _with_features(captions["train"], features)
     dev_caps, missing_dev = _with_features(captions["dev"], features)
     if not train_caps or not dev_caps:
         split = "train" if not train_caps else "dev"
         raise WorkFolderError(f"No {split} image has features in {work.path(setting.name)}:"
-                              f" run `python -m helpers features` first (with --encoder {encoder}).")
+                              f" run `python -m helpers features` first (with --encoder {choice.encoder}).")
     if missing or missing_dev:
         print(f"Training without {len(missing) + len(missing_dev)} images that have no features "
               f"(unreadable or not extracted), e.g. {(missing + missing_dev)[:3]}")
-    settings = {"decoder": decoder, **setting.as_dict(), "weights_source": resolve_weights(work, weights),
+    settings = {"decoder": decoder, **setting.as_dict(), "weights_source": choice.weights,
                 "vocab_size": len(vocab), "max_length": vocab.max_length,
                 "units": units, "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
                 "patience": patience, "seed": seed, "grid_pool": grid_pool,

@@ -20,13 +20,14 @@ SIZE = 71
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_preprocessing_is_what_keras_applications_do(name):
     spec = ENCODERS[name]
-    module = {"xception": "xception", "vgg16": "vgg16", "resnet50": "resnet", "inception_v3": "inception_v3"}[name]
+    module = {"xception": "xception", "vgg16": "vgg16", "resnet50": "resnet", "inception_v3": "inception_v3",
+              "mobilenet_v2": "mobilenet_v2"}[name]
     keras_preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(spec.preprocess(pixels), keras_preprocess(pixels.copy()), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(n for n, spec in ENCODERS.items() if not spec.shipped))
 def test_weights_url_and_hash_are_the_ones_keras_downloads(name):
     spec = ENCODERS[name]
     module = "resnet" if name == "resnet50" else name
@@ -46,8 +47,18 @@ def test_too_small_an_image_is_refused_with_the_range():
         check_image_size(ENCODERS["xception"], 32)
 
 
+def test_shipped_weights_are_in_the_package_with_their_hash():
+    spec = ENCODERS["mobilenet_v2"]
+    path = Path(spec.weights_url)
+    assert path.is_file() and path.name == spec.weights_file
+    verify_weights_file(spec, path)  # its MD5 is the recorded one
+    assert (path.parent / "LICENSE").is_file()
+    assert "tools/convert_mobilenet_v2.py" in (path.parent / "NOTICE").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("name, grid", [("xception", (3, 3, 2048)), ("vgg16", (2, 2, 512)),
-                                        ("resnet50", (3, 3, 2048)), ("inception_v3", (1, 1, 2048))])
+                                        ("resnet50", (3, 3, 2048)), ("inception_v3", (1, 1, 2048)),
+                                        ("mobilenet_v2", (3, 3, 1280))])
 def test_untrained_encoders_give_their_feature_sizes(name, grid):
     size = max(ENCODERS[name].min_size, SIZE) + (4 if name == "inception_v3" else 0)
     vector = build_encoder(name, "none", image_size=size)
