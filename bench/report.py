@@ -45,16 +45,17 @@ def rows(results: dict) -> list[dict]:
     """One row per figure, from the result dict that `bench.__main__` builds (missing stages are left out)."""
     out = []
     if "features" in results:
-        f = results["features"]
-        out.append(_row("features", "Xception, from JPEG files", f["course"]["images_per_s"],
-                        f["baseline"]["images_per_s"], "images/s"))
-        out.append(_row("features", "achieved compute (8.4 GMACs/image)", f["course"]["gflops"],
-                        f["baseline"]["gflops"], "GFLOP/s"))
-        peak = f["matmul_peak"]["gflops"]
-        out.append(_row("features", f"share of matmul peak ({peak:.0f} GFLOP/s)", f["course"]["share_of_peak"],
-                        f["baseline"]["share_of_peak"], "fraction"))
-        out.append(_row("features", "the 8,000 Flickr8k images of the splits", f["flickr8k_minutes"],
-                        f["flickr8k_minutes"] * f["speedup"], "min", ratio=f["speedup"]))
+        peak = results["features"]["matmul_peak"]["gflops"]
+        for name, f in results["features"]["encoders"].items():
+            label = f"{name} ({f['weights']} weights, {f['image_size']} px)"
+            out.append(_row("features", f"{label}, from JPEG files", f["course"]["images_per_s"],
+                            f["baseline"]["images_per_s"], "images/s"))
+            out.append(_row("features", f"{name}: achieved compute ({f['gmacs']:.2f} GMACs/image)",
+                            f["course"]["gflops"], f["baseline"]["gflops"], "GFLOP/s"))
+            out.append(_row("features", f"{name}: share of matmul peak ({peak:.0f} GFLOP/s)",
+                            f["course"]["share_of_peak"], f["baseline"]["share_of_peak"], "fraction"))
+            out.append(_row("features", f"{name}: the 8,000 Flickr8k images of the splits", f["flickr8k_minutes"],
+                            f["flickr8k_minutes"] * f["speedup"], "min", ratio=f["speedup"]))
     if "training" in results:
         t = results["training"]
         c, b = t["course"], t["baseline"]

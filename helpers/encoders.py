@@ -195,8 +195,9 @@ def build_encoder(name: str = DEFAULT_ENCODER, weights: str | Path | None = "ima
     if label == "none":
         return _seeded(lambda: build(weights=None, **options), seed)
     if image_size != spec.image_size:
+        scale = "smaller" if image_size < spec.image_size else "larger"
         print(f"Note: {spec.keras_class}'s weights were trained on {spec.image_size} x {spec.image_size} pictures; at "
-              f"{image_size} x {image_size} its features see less detail (fine for the fixture's small pictures).")
+              f"{image_size} x {image_size} things look {scale} to it than they did in training.")
     if label == "imagenet" and spec.shipped:
         weights = shipped_weights(spec)
     elif label == "imagenet":
@@ -208,7 +209,8 @@ def build_encoder(name: str = DEFAULT_ENCODER, weights: str | Path | None = "ima
                 f"Without internet, fetch the file on another machine:\n  {spec.weights_url}\n"
                 f"then either put it in {keras_models_dir()}/ (Keras finds it there), or pass its path "
                 f"with --weights PATH (weights=PATH in Python).\n"
-                f"To run without it (fixture/CI mode, untrained encoder): --weights none.") from error
+                f"Offline, --encoder mobilenet_v2 uses ImageNet weights that ship with the course; --weights none "
+                f"runs {spec.keras_class} untrained.") from error
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(f"Encoder weights file {path} does not exist. Download {spec.weights_url} "

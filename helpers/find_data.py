@@ -66,8 +66,8 @@ def resolve_data(mode: str | Path | None = None) -> tuple[Path, bool]:
 
     "flickr8k" is "auto" that downloads Flickr8k when no copy is found (and fails with the README's
     instructions when it cannot). A copy of the fixture in another layout is not the shipped fixture: the
-    notebooks check their lessons' numbers on the shipped one only (offline, a copy still gets the untrained
-    encoder, like the fixture).
+    notebooks check their lessons' numbers on the shipped one only (a copy gets the fixture's offline encoder,
+    MobileNetV2, like the fixture).
     """
     mode = str(mode if mode is not None else os.environ.get("COURSE_DATA", "auto")).strip()
     if mode.lower() == "fixture":

@@ -16,11 +16,11 @@ so notebooks and tests can measure a lesson, not only show it: whether nearest n
 (03), which generated captions name a wrong colour, shape or side (06, `check_caption`), whether the attention
 looks at the object being named (07).
 
-Why this world: offline the course has no ImageNet weights, so it encodes the pictures with an UNTRAINED
-Xception, whose features keep colour and layout but not what things are. Colours, grounds and sides are
-learnable from such features; shapes mostly are not, and the model's guesses at shapes are the fixture's most
-frequent mistake. Everything is generated deterministically from a seed: the same seed gives the same files,
-byte for byte (JPEG pixels may differ by a rounding step between Pillow builds).
+Why this world: a model learns it offline in minutes on a CPU, and every picture's content is known, so the
+lessons are measured. Its features come from MobileNetV2 with the ImageNet weights that ship with the course:
+the pooled vectors know shapes, colours and grounds, and much less where things are (pooling averages the grid),
+so sides are the merge model's weak point. Everything is generated deterministically from a seed: the same seed
+gives the same files, byte for byte (JPEG pixels may differ by a rounding step between Pillow builds).
 """
 
 from __future__ import annotations
@@ -383,7 +383,23 @@ def check_caption(caption: str, scene: dict) -> list[str]:
     grounds = [g for g in GROUNDS if g in words]
     if grounds and scene["ground"] not in grounds:
         problems.append(f"says {grounds[0]}; the ground is {scene['ground']}")
-    return problems
+    return list(dict.fromkeys(problems))  # a mistake said twice ("a red ball and a red ball") counts once
+
+
+MISTAKE_KINDS = ("shape", "colour", "side", "ground")
+
+
+def mistake_kind(problem: str) -> str:
+    """Which of MISTAKE_KINDS a `check_caption` message is about."""
+    if problem.startswith("calls the ") or (problem.startswith("names a ") and " object;" not in problem):
+        return "shape"  # "calls the red object a ball", "names a cone; there is none"
+    if problem.startswith("names a "):
+        return "colour"  # "names a green object; there is none"
+    if problem.startswith(("puts the ", "says left", "says right")):
+        return "side"
+    if problem.startswith("says "):
+        return "ground"
+    raise ValueError(f"not a check_caption message: {problem!r}")
 
 
 def attention_on_objects(words: list[str], maps: np.ndarray, scene: dict) -> list[tuple[str, float, float]]:

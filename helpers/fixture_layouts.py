@@ -5,8 +5,8 @@
 
 Each copy holds the fixture's pictures and raw captions in that layout's files, with the quirks of the real
 files (the original Flickr8k token file's rows for a picture that does not exist, Flickr30k's row that lost a
-pipe), and the fixture's scene file, by which the course knows a copy of the fixture (it uses the untrained
-encoder offline). `every=k` keeps every k-th image of each split: a tiny copy for quick runs.
+pipe), and the fixture's scene file, by which the course knows a copy of the fixture (it uses the offline
+encoder, MobileNetV2, there). `every=k` keeps every k-th image of each split: a tiny copy for quick runs.
 """
 
 from __future__ import annotations

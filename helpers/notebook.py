@@ -70,7 +70,7 @@ def _display_path(path: Path) -> str:
 
 
 def banner(folder: Path, is_fixture: bool) -> None:
-    """Say which dataset this notebook uses and how to switch; on the fixture, that its encoder is untrained."""
+    """Say which dataset this notebook uses and how to switch; on the fixture, which encoder and why."""
     found = detect_layout(folder)
     images = sum(1 for p in found.images_dir.rglob("*") if p.is_file())
     if is_fixture:
@@ -114,7 +114,7 @@ def ensure_features(work: Workspace, folder: Path, weights: str = "auto", **opti
 
 
 def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder: str = "merge",
-                   model_name: str = "model", **train_settings) -> dict:
+                   model_name: str = "model", encoder: str = "auto", **train_settings) -> dict:
     """A trained model for `folder` (notebook 05's by default), checked to fit the prepared data and the wanted
     decoder and weights; trained now if it is missing or does not fit. Returns its settings (its .json record)."""
     from helpers.pipeline import feature_setting, load_trained, train
@@ -123,7 +123,7 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
     files = work.model(model_name)
     try:
         _, _, config = load_trained(work, model_name)
-        wanted = feature_setting(work, weights=weights)
+        wanted = feature_setting(work, encoder, weights)
         found = (config["decoder"], config["encoder"], config["weights"], config["status"])
         if found != (decoder, wanted.encoder, wanted.weights, "complete"):
             raise CourseError(f"it is a {config['status']} {config['decoder']} model on {config['encoder']} features "
@@ -133,8 +133,9 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
         reason = "it has not been trained in this work folder" if not files.keras.exists() else str(problem)
         print(f"Training {files.keras.name} now: {reason}.")
         options = {"pooling": "none"} if decoder == "attention" else {}
-        ensure_features(work, folder, weights, **options)
-        train(work, decoder=decoder, weights=weights, verbose=2, model_name=model_name, **train_settings)
+        ensure_features(work, folder, weights, encoder=encoder, **options)
+        train(work, decoder=decoder, encoder=encoder, weights=weights, verbose=2, model_name=model_name,
+              **train_settings)
         return load_trained(work, model_name)[2]
     print(f"Found the trained {files.keras.name} in {work.root}.")
     return config

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from helpers.decoders.base import standardiser
+from helpers.decoders.base import image_input, standardiser
 from helpers.decoding import ruled_out
 from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
@@ -26,7 +26,7 @@ def build_prefix_model(
     vocab_size: int,
     max_length: int,
     train_features: np.ndarray | None = None,
-    feature_dim: int = 2048,
+    feature_dim: int | None = None,
     units: int = 256,
     embedding_dim: int = 256,
     dropout: float = 0.5,
@@ -37,7 +37,7 @@ def build_prefix_model(
     The same layers as `build_merge_model`, but the LSTM returns only its last step and the target is a one-hot
     vector, so each training example teaches one word.
     """
-    image = keras.Input(shape=(feature_dim,), dtype="float32", name="image")
+    image = image_input(train_features, feature_dim)
     prefix = keras.Input(shape=(max_length,), dtype="int32", name="prefix")
     x = standardiser(train_features)(image)
     x = layers.Dropout(dropout, name="image_dropout")(x)

@@ -33,9 +33,10 @@ def test_synthetic_data_is_deterministic():
 
 
 FAKE = {
-    "features": {"course": {"images_per_s": 6.0, "gflops": 100.0, "share_of_peak": 0.4},
-                 "baseline": {"images_per_s": 3.0, "gflops": 50.0, "share_of_peak": 0.2},
-                 "matmul_peak": {"gflops": 250.0}, "speedup": 2.0, "flickr8k_minutes": 22.0},
+    "features": {"matmul_peak": {"gflops": 250.0}, "encoders": {"xception": {
+        "course": {"images_per_s": 6.0, "gflops": 100.0, "share_of_peak": 0.4},
+        "baseline": {"images_per_s": 3.0, "gflops": 50.0, "share_of_peak": 0.2},
+        "weights": "none", "image_size": 299, "gmacs": 8.4, "speedup": 2.0, "flickr8k_minutes": 22.0}}},
     "training": {"captions": 30000, "speedup": 10.0,
                  "course": {"tokens_per_s": 4000.0, "epoch_s": 90.0, "epoch_measured": True, "vocab_size": 7500},
                  "baseline": {"tokens_per_s": 400.0, "epoch_s": 900.0},
@@ -95,8 +96,13 @@ def test_feature_measurement_tiny():
     from bench import features
 
     result = features.measure(course_images=2, baseline_images=1, batch_size=2, peak_n=256)
-    assert result["course"]["images_per_s"] > 0 and result["baseline"]["images_per_s"] > 0
-    assert result["matmul_peak"]["gflops"] > 0 and result["course"]["share_of_peak"] > 0
+    assert result["matmul_peak"]["gflops"] > 0 and set(result["encoders"]) == {"xception", "mobilenet_v2"}
+    for encoder in result["encoders"].values():
+        assert encoder["course"]["images_per_s"] > 0 and encoder["baseline"]["images_per_s"] > 0
+        assert encoder["course"]["share_of_peak"] > 0
+    # the multiply-adds counted from the layers: Xception's 8.4 G, and MobileNetV2's 300 M (Sandler et al., Table 4)
+    gmacs = {name: encoder["gmacs"] for name, encoder in result["encoders"].items()}
+    assert 8.3 < gmacs["xception"] < 8.4 and 0.29 < gmacs["mobilenet_v2"] < 0.31, gmacs
 
 
 def test_decoding_measurement_tiny():

@@ -18,11 +18,13 @@ from helpers.dataset import load_dataset
 from helpers.fixture import (
     COLOURS,
     GROUNDS,
+    MISTAKE_KINDS,
     SPLIT_SIZES,
     Scene,
     Thing,
     check_caption,
     make_fixture,
+    mistake_kind,
     render,
     scene_record,
 )
@@ -168,6 +170,21 @@ def test_check_caption_names_wrong_colours_shapes_sides_and_relations() -> None:
     lone = scene_record(Scene("y.jpg", "test", 0, "grass", (Thing("cone", "white", "big", 0.8, 0.7),)))
     assert check_caption("a white cone on the left of the green grass", lone) == [
         "says left; the object is on the right"]
+    assert check_caption("a white ball and a white ball on the left", lone) == [  # each mistake once
+        "names a ball; there is none", "says left; the object is on the right"]
+
+
+def test_each_mistake_has_its_kind() -> None:
+    scene = scene_record(Scene("x.jpg", "test", 0, "sand", (Thing("ball", "red", "small", 0.25, 0.8),
+                                                                Thing("box", "blue", "big", 0.75, 0.7))))
+    problems = check_caption("a green cone to the right of a blue ball on the snow", scene)
+    assert [mistake_kind(p) for p in problems] == ["colour", "shape", "shape", "ground"], problems
+    assert [mistake_kind(p) for p in check_caption("a red ball to the right of a blue box", scene)] == ["side"]
+    lone = scene_record(Scene("y.jpg", "test", 0, "grass", (Thing("cone", "white", "big", 0.8, 0.7),)))
+    assert [mistake_kind(p) for p in check_caption("a box on the left", lone)] == ["shape", "side"]
+    assert set(MISTAKE_KINDS) == {"shape", "colour", "side", "ground"}
+    with pytest.raises(ValueError, match="not a check_caption message"):
+        mistake_kind("something else")
 
 
 def test_a_scene_of_ones_own_can_be_drawn() -> None:

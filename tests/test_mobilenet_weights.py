@@ -144,7 +144,7 @@ def test_imagenet_weights_build_offline_as_vector_and_grid(monkeypatch):
 
 def test_another_size_is_allowed_with_a_note(capsys):
     assert build_encoder("mobilenet_v2", "imagenet", image_size=96).output_shape == (None, 1280)
-    assert "trained on 224 x 224 pictures; at 96 x 96" in capsys.readouterr().out
+    assert "trained on 224 x 224 pictures; at 96 x 96 things look smaller" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("other", ["xception", "mobilenet_v2 at width 0.5"])

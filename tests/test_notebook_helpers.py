@@ -99,12 +99,12 @@ def test_auto_skips_an_unusable_folder_and_says_so(isolated, capsys):
     assert f"Skipping {isolated / 'flickr8k'}" in capsys.readouterr().out
 
 
-def test_banner_names_the_fixture_how_to_switch_and_the_untrained_encoder_once(isolated, capsys):
+def test_banner_names_the_fixture_how_to_switch_and_the_offline_encoder_once(isolated, capsys):
     banner(*resolve_data("fixture"))
     first, second = capsys.readouterr().out.strip().splitlines()
     images = len(list((fixture_dir() / "Images").glob("*.jpg")))
     assert "FIXTURE" in first and f"{images} small synthetic pictures" in first and 'DATA' in first
-    assert "UNTRAINED" in second and "colour and layout" in second
+    assert "MobileNetV2 with ImageNet weights that ship with the course" in second and "Xception" in second
 
 
 def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, capsys):

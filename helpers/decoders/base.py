@@ -32,6 +32,13 @@ def compile_captioner(model: keras.Model, learning_rate: float) -> keras.Model:
 
 
 VARIANCE_FLOOR = 1e-2  # of the median variance: what standardising may divide by, at least
+FEATURE_DIM = 2048  # Xception's, where neither the train features nor feature_dim say
+
+
+def image_input(train_features: np.ndarray | None, feature_dim: int | None) -> keras.KerasTensor:
+    """The model's image input: `feature_dim` numbers, by default as many as the train features have."""
+    width = feature_dim or (np.shape(train_features)[-1] if train_features is not None else FEATURE_DIM)
+    return keras.Input(shape=(width,), dtype="float32", name="image")
 
 
 def standardiser(train_features: np.ndarray | None, name: str = "normalize") -> keras.layers.Layer:

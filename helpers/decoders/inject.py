@@ -19,20 +19,20 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from helpers.decoders.base import compile_captioner, embed, standardiser
+from helpers.decoders.base import compile_captioner, embed, image_input, standardiser
 
 
 def build_inject_model(
     vocab_size: int,
     train_features: np.ndarray | None = None,
-    feature_dim: int = 2048,
+    feature_dim: int | None = None,
     units: int = 256,
     embedding_dim: int = 256,
     dropout: float = 0.5,
     learning_rate: float = 1e-3,
 ) -> keras.Model:
     """The init-inject model: (image (B, F), caption ids (B, T)) -> next-word logits (B, T, V)."""
-    image = keras.Input(shape=(feature_dim,), dtype="float32", name="image")
+    image = image_input(train_features, feature_dim)
     caption = keras.Input(shape=(None,), dtype="int32", name="caption")
     x = standardiser(train_features)(image)
     x = layers.Dropout(dropout, name="image_dropout")(x)
