@@ -42,18 +42,30 @@ def _print_prepare(summary: dict) -> None:
         print(f"  ... and {len(summary['skipped']) - 10} more (see --json)")
 
 
+EVALUATION_METRICS = (("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
+                      ("cider", "CIDEr-D"), ("meteor", "METEOR"))
+
+
 def _print_evaluation(result: dict) -> None:
-    """BLEU beside the human baseline and the floor, CIDEr-D / METEOR where computed, and the captions' variety."""
-    print(f"BLEU on {result['images']} {result['split']} images ({result['decoder']} decoder, {result['encoder']} "
-          f"features with {result['weights']} weights, beam width {result['beam_width']}):")
-    floor = result["floor"]
-    for k in ("bleu1", "bleu2", "bleu3", "bleu4"):
-        print(f"  {k.upper()}: model {result[k]:.3f}   one human vs the other four {result['human'][k]:.3f}   "
-              f"floor {floor[k]:.3f}")
+    """Every metric of the model beside the human baseline and the floor, each column saying what it compares, and
+    the captions' variety."""
+    same, floor = result["like_for_like"], result["floor"]
+    n, each = same["rounds"], same["rounds"] - 1
+    computed = [name for key, name in EVALUATION_METRICS[4:] if result.get(key) is not None]
+    print(f"BLEU on {result['images']} {result['split']} images{''.join(f', {name}' for name in computed)} "
+          f"({result['decoder']} decoder, {result['encoder']} features with {result['weights']} weights, beam width "
+          f"{result['beam_width']}):")
+    columns = {("model", f"vs all {n} refs"): result, ("model", f"vs the human's {each}"): same["model"],
+               ("human", f"vs the other {each}"): result["human"], ("floor", f"vs all {n} refs"): floor,
+               ("floor", f"vs the human's {each}"): same["floor"]}
+    for line in range(2):
+        print(f"  {'':8}" + "".join(f"{name[line]:>18}" for name in columns))
+    for key, name in EVALUATION_METRICS:
+        if result.get(key) is not None:
+            print(f"  {name:8}" + "".join(f"{scores[key]:>18.3f}" for scores in columns.values()))
+    print(f"  (human: each of an image's {n} captions in turn, scored against the other {each}; model and floor vs "
+          f"the human's {each}:\n   against those same {each} in each round; each averaged over the {n} rounds)")
     print(f"  (floor: the most frequent train caption, {floor['caption']!r}, written for every image)")
-    for k, name in (("cider", "CIDEr-D"), ("meteor", "METEOR")):
-        if result.get(k) is not None:
-            print(f"  {name}: model {result[k]:.3f}")
     rep = result["repetition"]
     print(f"  {rep['distinct_caption_share']:.0%} of captions are distinct; {rep['repeated_word_share']:.0%} repeat a "
           f"word; {rep['distinct_words']} distinct words used ({rep['vocabulary_used_share']:.0%} of the vocabulary)")

@@ -1,4 +1,5 @@
-"""BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline, and how repetitive captions are.
+"""BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline (like for like: `like_for_like`), and how
+repetitive captions are.
 
 Optionally (`pip install "captioning-course-helpers[eval]"`, which brings pycocoevalcap): CIDEr-D, and METEOR
 where Java is installed. Both score the course's own cleaned tokens, not the COCO PTBTokenizer (which needs Java).
@@ -6,6 +7,7 @@ where Java is installed. Both score the course's own cleaned tokens, not the COC
 
 from __future__ import annotations
 
+import functools
 import shutil
 import warnings
 from collections import Counter
@@ -39,7 +41,13 @@ FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "of", "in", "on", "at", "wi
 
 def tokens(caption: str) -> list[str]:
     """Drop reserved tokens, then clean the caption the same way as the training data."""
-    return clean_caption(" ".join(w for w in caption.split() if w not in RESERVED)).split()
+    return list(_cleaned(caption))
+
+
+@functools.lru_cache(maxsize=2**17)
+def _cleaned(caption: str) -> tuple[str, ...]:
+    """`tokens`, remembered: the human baseline scores each reference caption a dozen times."""
+    return tuple(clean_caption(" ".join(w for w in caption.split() if w not in RESERVED)).split())
 
 
 def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
@@ -50,17 +58,64 @@ def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) 
     hyps = [tokens(h) for h in hypotheses]
     with warnings.catch_warnings():  # nltk warns when a short corpus has no matching 4-gram; the score is 0 then
         warnings.simplefilter("ignore", UserWarning)
-        return {name: float(corpus_bleu(refs, hyps, weights=w)) for name, w in BLEU_WEIGHTS.items()}
+        scores = corpus_bleu(refs, hyps, weights=list(BLEU_WEIGHTS.values()))  # the n-grams counted once for all 4
+    return {name: float(score) for name, score in zip(BLEU_WEIGHTS, scores, strict=True)}
+
+
+def _leave_one_out(references: Sequence[Sequence[str]]) -> list[tuple[list[list[str]], list[str]]]:
+    """The leave-one-out rounds: in round k, (every image's references but its k-th, every image's k-th)."""
+    rounds = min(len(r) for r in references)
+    if rounds < 2:
+        raise SettingError("The human baseline needs at least two references per image")
+    return [([[r for j, r in enumerate(refs) if j != k] for refs in references], [refs[k] for refs in references])
+            for k in range(rounds)]
 
 
 def human_bleu(references: Sequence[Sequence[str]]) -> dict[str, float]:
     """Leave-one-out human agreement: each reference scored against the others, averaged over the choice left out."""
-    rounds = min(len(r) for r in references)
-    if rounds < 2:
-        raise SettingError("The human baseline needs at least two references per image")
-    scores = [bleu_scores([[r for j, r in enumerate(refs) if j != k] for refs in references],
-                          [refs[k] for refs in references]) for k in range(rounds)]
-    return {name: sum(s[name] for s in scores) / rounds for name in BLEU_WEIGHTS}
+    scores = [bleu_scores(others, left_out) for others, left_out in _leave_one_out(references)]
+    return {name: sum(s[name] for s in scores) / len(scores) for name in BLEU_WEIGHTS}
+
+
+def like_for_like(references: Sequence[Sequence[str]], systems: Mapping[str, Sequence[str]],
+                  meteor: bool = False) -> dict:
+    """Every metric of each system's captions against all the references, and against the same references as the
+    human baseline's.
+
+    In leave-one-out round k, every image's k-th reference (the human) is scored against its other references,
+    and so is each system, against those same ones; each figure is the mean over the rounds. A system scored
+    against all five references has one reference more to match than the human had: `"all"` flatters it,
+    `"same_as_human"` compares like for like. CIDEr-D is computed per round, its n-gram weights from that
+    round's references. Returns {"all": {name: scores}, "same_as_human": {"human": scores, name: scores},
+    "rounds": k}, scores as `corpus_scores` gives them.
+    """
+    rounds = _leave_one_out(references)
+    names = ["human", *systems]
+    corpora = [(references, hyps) for hyps in systems.values()]
+    corpora += [(others, left_out if name == "human" else systems[name]) for others, left_out in rounds
+                for name in names]
+    scored = corpus_scores(corpora, meteor)
+    full, per_round = scored[:len(systems)], scored[len(systems):]
+    mean = {name: _mean_scores(per_round[i::len(names)]) for i, name in enumerate(names)}
+    return {"all": dict(zip(systems, full, strict=True)), "same_as_human": mean, "rounds": len(rounds)}
+
+
+def _mean_scores(scores: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each metric's mean over several score dicts (None where a metric was not computed)."""
+    return {name: None if any(s[name] is None for s in scores) else sum(s[name] for s in scores) / len(scores)
+            for name in scores[0]}
+
+
+def corpus_scores(corpora: Sequence[tuple[Sequence[Sequence[str]], Sequence[str]]],
+                  meteor: bool = False) -> list[dict[str, float | None]]:
+    """BLEU-1..4, CIDEr-D and METEOR of each (references, hypotheses) corpus: {"bleu1": ..., "cider": ...,
+    "meteor": ...}. CIDEr-D is None without the eval extra; METEOR is None unless asked for (and without Java),
+    and is computed for every corpus in one Java process."""
+    ciders = [cider_score(*corpora[0])]  # None (said once) without the extra
+    ciders += [None if ciders[0] is None else cider_score(refs, hyps) for refs, hyps in corpora[1:]]
+    meteors = (meteor_scores(corpora) if meteor else None) or [None] * len(corpora)
+    return [{**bleu_scores(refs, hyps), "cider": cider, "meteor": score}
+            for (refs, hyps), cider, score in zip(corpora, ciders, meteors, strict=True)]
 
 
 def repetition_stats(captions: Sequence[str], vocab: Vocabulary | None = None) -> dict[str, float | int]:
@@ -79,13 +134,19 @@ def repetition_stats(captions: Sequence[str], vocab: Vocabulary | None = None) -
     return stats
 
 
+def most_frequent_caption(train_captions: Mapping[str, list[str]]) -> tuple[str, int]:
+    """The train split's most frequent caption and how many times it is there (ties: the shorter, then the first
+    in alphabetical order)."""
+    counts = Counter(c for caps in train_captions.values() for c in caps)
+    return max(counts.items(), key=lambda item: (item[1], -len(item[0]), item[0]))
+
+
 def frequent_caption_floor(train_captions: Mapping[str, list[str]], references: Sequence[Sequence[str]]) -> dict:
     """The floor a captioner must clear: BLEU of writing the most frequent train caption for every image.
 
     A model that ignores the image can do this well; one that looks at the image should do better.
     """
-    counts = Counter(c for caps in train_captions.values() for c in caps)
-    caption, times = max(counts.items(), key=lambda item: (item[1], -len(item[0]), item[0]))
+    caption, times = most_frequent_caption(train_captions)
     return {"caption": caption, "times_in_train": times, **bleu_scores(references, [caption] * len(references))}
 
 
@@ -126,6 +187,13 @@ def cider_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) 
 
 def meteor_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float | None:
     """Corpus METEOR 1.5 through pycocoevalcap's Java wrapper, or None without the extra or without Java."""
+    scores = meteor_scores([(references, hypotheses)])
+    return None if scores is None else scores[0]
+
+
+def meteor_scores(corpora: Sequence[tuple[Sequence[Sequence[str]], Sequence[str]]]) -> list[float] | None:
+    """Corpus METEOR 1.5 of each (references, hypotheses) corpus, all in one Java process (it takes about 10 s to
+    start), each scored on its own; None without the extra or without Java."""
     try:
         from pycocoevalcap.meteor.meteor import Meteor
     except ImportError:
@@ -134,11 +202,10 @@ def meteor_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str])
     if shutil.which("java") is None:
         print("METEOR skipped: it runs in Java, and no `java` is on the PATH.")
         return None
-    refs, hyps = _coco_inputs(references, hypotheses)
+    inputs = [_coco_inputs(refs, hyps) for refs, hyps in corpora]
     meteor = Meteor()
     try:
-        score, _ = meteor.compute_score(refs, hyps)
+        return [float(meteor.compute_score(refs, hyps)[0]) for refs, hyps in inputs]
     finally:
         meteor.meteor_p.stdin.close()  # end the Java process now, not whenever the wrapper is collected
         meteor.meteor_p.wait()
-    return float(score)

@@ -2,7 +2,7 @@
 
     extract(work)                 the feature cache of every image in the splits
     train(work)                   a decoder trained on it: model.keras, model.json, history.json
-    evaluate(work)                BLEU-1..4 (and CIDEr-D) on a split, beside a human and a floor
+    evaluate(work)                BLEU-1..4 (and CIDEr-D) on a split, beside a human and a floor, like for like
     caption_files(work, paths)    captions for any photos (encode_photos: their features)
 
 Every stage checks that what it reads belongs together (fingerprints in dataset.json and model.json), and says
@@ -20,14 +20,7 @@ from typing import TYPE_CHECKING
 from helpers.decoders import DEFAULT_DECODER, decoder_spec
 from helpers.encoders import AUTO, EncoderChoice, choose_encoder
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
-from helpers.evaluation import (
-    bleu_scores,
-    cider_score,
-    frequent_caption_floor,
-    human_bleu,
-    meteor_score,
-    repetition_stats,
-)
+from helpers.evaluation import like_for_like, most_frequent_caption, repetition_stats
 from helpers.extraction import extract_features
 from helpers.feature_cache import CacheSetting, FeatureSet, picture_changed, read_cache
 from helpers.files import file_sha1, write_json
@@ -264,9 +257,12 @@ def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureS
 
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
              model_name: str = DEFAULT_MODEL) -> dict:
-    """BLEU-1..4 of generated captions on a split, beside the human baseline, the floor and repetition figures.
+    """BLEU-1..4 and CIDEr-D of generated captions on a split, beside the human baseline, the floor and repetition.
 
-    Also CIDEr-D (None without the `eval` extra) and, with `meteor=True`, METEOR (None without the extra or Java;
+    The model's and the floor's scores are against all the references of each image ("bleu1", ..., "floor"); the
+    human baseline ("human") is each reference in turn against the others, and "like_for_like" holds the model and
+    the floor against those same references, averaged over the rounds in the same way (`like_for_like`).
+    CIDEr-D is None without the `eval` extra; METEOR only with `meteor=True` (None without the extra or Java:
     it starts a Java process that takes about 10 s and 2 GB of memory, so it is asked for).
     """
     from helpers.decoding import check_beam_width, decode
@@ -283,11 +279,14 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: 
     keys = list(references)
     hypotheses = decode(model, features, vocab, beam_width, keys=keys).captions
     refs = [references[k] for k in keys]
+    floor, times = most_frequent_caption(captions["train"])
+    scores = like_for_like(refs, {"model": hypotheses, "floor": [floor] * len(refs)}, meteor=meteor)
+    same = scores["same_as_human"]
     result = {"split": split, "images": len(keys), "images_without_features": missing, "beam_width": beam_width,
               "decoder": config["decoder"], "encoder": config["encoder"], "weights": config["weights"],
-              **bleu_scores(refs, hypotheses), "cider": cider_score(refs, hypotheses),
-              "meteor": meteor_score(refs, hypotheses) if meteor else None, "human": human_bleu(refs),
-              "floor": frequent_caption_floor(captions["train"], refs),
+              **scores["all"]["model"], "human": same["human"],
+              "floor": {"caption": floor, "times_in_train": times, **scores["all"]["floor"]},
+              "like_for_like": {"rounds": scores["rounds"], "model": same["model"], "floor": same["floor"]},
               "repetition": repetition_stats(hypotheses, vocab), "captions": dict(zip(keys, hypotheses, strict=True))}
     write_json(work.model(model_name).evaluation(split, beam_width), result)
     return result

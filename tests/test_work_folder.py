@@ -70,7 +70,7 @@ def refused(capsys, *args: str) -> str:
 
 def test_a_matching_folder_evaluates(work, capsys):
     assert run("evaluate", "--out", str(work)) == 0
-    assert "BLEU on" in capsys.readouterr().out
+    assert "Scores on" in capsys.readouterr().out
     config = json.loads((work / "model.json").read_text())
     assert config["status"] == "complete" and config["fingerprints"] == json.loads(
         (work / "dataset.json").read_text())["fingerprints"]
