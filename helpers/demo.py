@@ -29,7 +29,7 @@ class CaptionDemo:
 
     def __init__(self, work: Workspace, model_name: str = DEFAULT_MODEL):
         self.work, self.model_name = work, model_name
-        self.trained = pipeline.load_trained(work, model_name)
+        self.trained = pipeline.load_captioner(work, model_name)
         self.model, self.vocab, self.config = self.trained
         self.attention = self.config["pooling"] == "none"
 

@@ -5,8 +5,9 @@
     fine_tune(work, "a", save_as="b")          # stage 2 from model a, saved as model b (a stays as it was)
 
 Stage 1 is ordinary training. Stage 2 starts from its decoder and the same encoder, unfreezes the encoder's last
-block (`EncoderSpec.fine_tune_after`: Xception's exit flow, blocks 13 and 14; the early blocks see edges and
-textures any picture has, the last one the parts of objects, which is what captions name), and trains both at a
+block (`EncoderSpec.fine_tune_after`: Xception's exit flow, blocks 13 and 14; MobileNetV2's last block and its
+final 1 x 1 convolution; the early blocks see edges and textures any picture has, the last one the parts of
+objects, which is what captions name), and trains both at a
 learning rate ten times lower than stage 1's, so that the first updates from a decoder still adjusting do not
 wreck what the encoder already knows. Batch-norm layers stay frozen and in inference mode: their statistics come
 from millions of ImageNet pictures, and batches of a few photos would overwrite them with noise.

@@ -306,12 +306,25 @@ def encode_photos(work: Workspace, config: dict, paths: list[str | Path]) -> tup
     return images, found
 
 
+def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[keras.Model, Vocabulary, dict]:
+    """`load_trained`; where the work folder has no model yet and the default one is asked for, the captioner that
+    ships with the course (saying so)."""
+    from helpers.shipped_captioner import load_shipped, shipped_note, shipped_record
+
+    record = shipped_record()
+    if model_name == DEFAULT_MODEL and record is not None and not work.model(model_name).keras.exists():
+        print(shipped_note(record))
+        return load_shipped()
+    return load_trained(work, model_name)
+
+
 def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
                   model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
-    """Caption any image files with the trained model: (path -> caption, path -> why it could not be read)."""
+    """Caption any image files with the trained model (or the shipped one): (path -> caption, path -> why it could
+    not be read)."""
     from helpers.decoding import check_beam_width, decode
 
-    model, vocab, config = load_trained(work, model_name)
+    model, vocab, config = load_captioner(work, model_name)
     check_beam_width(beam_width, vocab)
     images, found = encode_photos(work, config, paths)
     keys = [k for k in images if k in found]

@@ -21,7 +21,7 @@ from helpers.training import set_seed
 from helpers.vocabulary import PAD_ID, RESERVED, Vocabulary
 from helpers.workspace import Workspace
 
-SIZE = 71  # Xception's smallest input: fast
+SIZE = 71  # small: fast (the offline default encoder, MobileNetV2 with its ImageNet weights, at 71 px)
 pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 
 
@@ -86,13 +86,13 @@ def tuned(tmp_path_factory) -> Workspace:
 def test_the_saved_encoder_is_the_fine_tuned_one_and_captions_photos(tuned):
     record = json.loads(tuned.model("model").record.read_text())
     history = json.loads(tuned.model("model").history.read_text())
-    assert record["fine_tune"]["from_weights"] == "none" and record["fine_tune"]["epochs_run"] == 1
+    assert record["fine_tune"]["from_weights"] == "imagenet" and record["fine_tune"]["epochs_run"] == 1
     assert record["fine_tune"]["from_epoch"] == 3 and len(history["val_loss"]) == 3  # both stages' curve
     weights = tuned.root / record["weights"]
     assert weights.is_file() and file_sha1(weights)[:10] in weights.name
     assert list(tuned.root.glob("*.fine_tuning.keras")) == []  # the stage's checkpoint is not left behind
-    cache = read_cache(tuned.path(f"xception_{record['weights']}_{SIZE}"))
-    before = read_cache(tuned.path(f"xception_none_{SIZE}"))
+    cache = read_cache(tuned.path(f"mobilenet_v2_{record['weights']}_{SIZE}"))
+    before = read_cache(tuned.path(f"mobilenet_v2_imagenet_{SIZE}"))  # the offline default: ImageNet weights
     key = next(iter(json.loads(tuned.path("captions.json").read_text())["test"]))
     assert key in cache and not np.allclose(cache[key], before[key], rtol=0.01, atol=0)  # the new encoder's
     result = pipeline.evaluate(tuned)
@@ -105,10 +105,10 @@ def test_stage_two_starts_from_the_encoder_the_cache_was_made_with(tmp_path):
     out = str(tmp_path)
     assert cli.main(["prepare", "--out", out]) == 0
     assert cli.main(["features", "--image-size", str(SIZE), "--out", out]) == 0
-    cached = read_cache(tmp_path / f"xception_none_{SIZE}")
+    cached = read_cache(tmp_path / f"mobilenet_v2_imagenet_{SIZE}")
     keys = sorted(cached)[:4]
-    encoder = build_encoder("xception", "none", SIZE, pooling="avg")
-    pixels = np.stack([load_image(fixture_dir() / "Images" / k, SIZE) for k in keys])
+    encoder = build_encoder("mobilenet_v2", "imagenet", SIZE, pooling="avg")
+    pixels = np.stack([load_image(fixture_dir() / "Images" / k, SIZE, "mobilenet_v2") for k in keys])
     np.testing.assert_allclose(encoder.predict(pixels, verbose=0), cached.stack(keys), rtol=1e-3, atol=1e-4)
 
 

@@ -31,7 +31,7 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_run_writes_every_stage_output(run):
     work, _ = run
-    for name in ("captions.json", "vocab.json", "dataset.json", "xception_none_71/index.json", "model.keras",
+    for name in ("captions.json", "vocab.json", "dataset.json", "mobilenet_v2_imagenet_71/index.json", "model.keras",
                  "model.json", "history.json", "evaluation_test.json"):
         assert (work / name).is_file(), name
 

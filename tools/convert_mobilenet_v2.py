@@ -35,10 +35,10 @@ import argparse
 import hashlib
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from float16_weights import save_float16
 
 TFLITE_SHA256 = "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
 ENCODER_FILE = "mobilenet_v2_imagenet_notop.weights.h5"
@@ -137,24 +137,6 @@ def fill(encoder, classifier, convolutions: list[tuple[str, np.ndarray, np.ndarr
     if not name.startswith("MobilenetV2/Logits/"):
         raise SystemExit(f"error: the last convolution is {name}, not the classifier")
     classifier.get_layer("predictions").set_weights([kernel[:, 0, 0, :].T, bias])
-
-
-def save_float16(model, path: Path) -> None:
-    """`model.save_weights` with every array in float16: half the bytes, far below the weights' quantization step."""
-    import h5py
-
-    with tempfile.TemporaryDirectory() as scratch:
-        full = Path(scratch) / "float32.weights.h5"
-        model.save_weights(full)
-        partial = path.with_name(f".{path.name}.tmp")
-        with h5py.File(full, "r") as source, h5py.File(partial, "w") as target:
-            def copy(name: str, item) -> None:
-                if isinstance(item, h5py.Dataset):
-                    target.create_dataset(name, data=item[()].astype(np.float16), track_times=False)
-                else:
-                    target.require_group(name)
-            source.visititems(copy)
-        partial.replace(path)
 
 
 def convert(tflite: Path, out: Path) -> list[Path]:

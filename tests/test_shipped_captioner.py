@@ -1,0 +1,91 @@
+"""The captioner that ships with the course: `tools/export_captioner.py` writes a trained model so that it loads
+back with the same captions, its record belongs to its vocabulary, and `caption` and `demo` use it where a work
+folder has no model yet (and say so)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import cli, pipeline, shipped_captioner
+from helpers.decoding import decode
+from helpers.errors import WorkFolderError
+from helpers.paths import fixture_dir
+from helpers.pipeline import load_trained, trained_features
+from helpers.shipped_captioner import RECORD, VOCABULARY, load_shipped
+from helpers.vocabulary import Vocabulary
+from helpers.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Workspace, Path]:
+    """A small merge model trained on the fixture and scored at beam 2, and its export."""
+    out = tmp_path_factory.mktemp("trained")
+    small = ["--image-size", "64", "--out", str(out)]
+    for args in (["prepare", "--out", str(out)], ["features", *small],
+                 ["train", "--units", "16", "--epochs", "2", *small], ["evaluate", "--beam", "2", "--out", str(out)]):
+        assert cli.main(args) == 0, args
+    folder = tmp_path_factory.mktemp("captioner")
+    done = subprocess.run([sys.executable, "tools/export_captioner.py", str(out), "--beam", "2", "--trained-on",
+                           "the fixture", "--out", str(folder)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return Workspace(out), folder
+
+
+def test_the_export_loads_back_with_the_same_captions(exported):
+    work, folder = exported
+    model, vocab, record = load_shipped(folder)
+    trained, trained_vocab, config = load_trained(work)
+    assert vocab == trained_vocab and record["scores"]["beam_width"] == 2 and record["trained_on"] == "the fixture"
+    assert record["scores"]["bleu4"] == json.loads(work.model().evaluation("test", 2).read_text())["bleu4"]
+    keys = sorted(work.read_json("captions.json")["test"])
+    features = trained_features(work, config, keys)
+    ours, theirs = decode(model, features, vocab, keys=keys), decode(trained, features, vocab, keys=keys)
+    same = np.mean([a == b for a, b in zip(ours.captions, theirs.captions, strict=True)])
+    assert same >= 0.9, same  # float16 weights: a near tie may go the other way, seldom
+    np.testing.assert_allclose(ours.log_probs, theirs.log_probs, atol=0.05 * np.abs(theirs.log_probs).max())
+    assert (folder / "captioner.weights.h5").stat().st_size < (work.model().keras.stat().st_size / 2)
+
+
+def test_a_vocabulary_of_another_model_is_refused(exported, tmp_path):
+    _, folder = exported
+    for name in (RECORD, VOCABULARY, "captioner.weights.h5"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    Vocabulary(("<pad>", "<unk>", "<start>", "<end>", "other"), 5).save(tmp_path / VOCABULARY)
+    with pytest.raises(WorkFolderError, match="is not the vocabulary"):
+        load_shipped(tmp_path)
+
+
+def test_caption_uses_it_where_no_model_is_trained_and_says_so(exported, tmp_path, monkeypatch, capsys):
+    _, folder = exported
+    monkeypatch.setattr(shipped_captioner, "SHIPPED_DIR", folder)
+    photo = fixture_dir() / "Images" / sorted((fixture_dir() / "Images").iterdir())[0].name
+    assert cli.main(["caption", str(photo), "--out", str(tmp_path / "fresh")]) == 0
+    out = capsys.readouterr().out
+    assert "Using the captioner that ships with the course (merge decoder on mobilenet_v2 features" in out
+    model, vocab, record = load_shipped(folder)
+    expected, _ = pipeline.caption_files(Workspace(tmp_path / "other"), [photo])
+    assert f"{photo.name}: {expected[str(photo)]}" in out or f"{photo}: {expected[str(photo)]}" in out
+
+
+def test_a_work_folders_own_model_comes_first(exported, monkeypatch, capsys):
+    work, folder = exported
+    monkeypatch.setattr(shipped_captioner, "SHIPPED_DIR", folder)
+    model, _, config = pipeline.load_captioner(work)
+    assert "ships with the course" not in capsys.readouterr().out and "fingerprints" in config
+    assert "captions" in config["fingerprints"]  # the work folder's record, not the shipped one
+
+
+def test_without_a_shipped_captioner_demo_says_what_to_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shipped_captioner, "SHIPPED_DIR", tmp_path / "none")
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "model.keras is missing" in error and "python -m helpers train" in error
