@@ -30,7 +30,7 @@ from helpers.evaluation import (
 )
 from helpers.extraction import extract_features
 from helpers.feature_cache import CacheSetting, FeatureSet, picture_changed, read_cache
-from helpers.files import file_sha1, write_json
+from helpers.files import file_sha1, stage, write_json
 from helpers.paths import feature_store, is_fixture_folder
 from helpers.prepare import load_prepared
 from helpers.vocabulary import Vocabulary
@@ -69,6 +69,7 @@ def images_of(work: Workspace) -> dict[str, Path]:
     return {key: images_dir / key for split in captions.values() for key in split}
 
 
+@stage("features")
 def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_size: int | None = None,
             pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
     """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
@@ -87,6 +88,7 @@ def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tupl
     return kept, sorted(set(captions) - set(kept))
 
 
+@stage("train")
 def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
           dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
@@ -262,6 +264,7 @@ def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureS
     return features
 
 
+@stage("evaluate")
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
              model_name: str = DEFAULT_MODEL) -> dict:
     """BLEU-1..4 of generated captions on a split, beside the human baseline, the floor and repetition figures.
@@ -307,6 +310,7 @@ def encode_photos(work: Workspace, config: dict, paths: list[str | Path]) -> tup
     return images, found
 
 
+@stage("caption")
 def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
                   model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
     """Caption any image files with the trained model: (path -> caption, path -> why it could not be read)."""

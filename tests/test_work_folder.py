@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from PIL import Image
 from helpers import cli, pipeline
 from helpers.errors import WorkFolderError
 from helpers.paths import fixture_dir
-from helpers.prepare import save_vocabulary
+from helpers.prepare import PREPARED, save_vocabulary
 from helpers.vocabulary import Vocabulary
 from helpers.workspace import Workspace
 
@@ -66,6 +67,35 @@ def refused(capsys, *args: str) -> str:
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err
     return err
+
+
+def dot_files(folder: Path) -> list[str]:
+    """Hidden files anywhere under `folder`: the temporary files of atomic writes."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def assert_full_disk(message: str, stage: str, folder: Path, name: str, size: int) -> None:
+    """One line that names the stage, the folder and the file, and asks for about the room the write takes."""
+    assert message.startswith(f"error: the disk is full: `python -m helpers {stage}` needs about "), message
+    assert f" free in {folder} to write {name}, and " in message and message.count("\n") == 1, message
+    assert message.rstrip().endswith("then run it again; what was saved before is intact"), message
+    number, unit = re.search(r"needs about ([\d.]+) (bytes|KB|MB|GB) free", message).groups()
+    asked = float(number) * {"bytes": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+    assert 0.95 * size <= asked <= 1.2 * size, (asked, size)
+
+
+def full_disk_save(sizes: list[int], measure: Path):
+    """A stand-in for keras.Model.save on a full disk: it measures what the real save writes (into `measure`),
+    then writes the first bytes of the model and fails as h5py and zipfile do, naming no file."""
+    real_save = keras.Model.save
+
+    def save(self, path, *args, **kwargs):
+        real_save(self, measure)
+        sizes.append(measure.stat().st_size)
+        Path(path).write_bytes(b"PK\x03\x04 the first bytes of a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return save
 
 
 def test_a_matching_folder_evaluates(work, capsys):
@@ -148,6 +178,97 @@ def pipeline_prepare(work: Path, **options):
     from helpers.prepare import prepare
 
     return prepare(Workspace(work), **options)
+
+
+def test_a_full_disk_during_prepare_asks_room_for_its_three_files(work, capsys, monkeypatch):
+    before = hashes(work)
+    size = sum((work / name).stat().st_size for name in PREPARED)  # the same data again: the same three files
+    real_write = Path.write_bytes
+
+    def full(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    message = refused(capsys, "prepare", "--out", str(work))
+    monkeypatch.undo()
+    assert_full_disk(message, "prepare", work, "captions.json", size)
+    assert hashes(work) == before and not dot_files(work)
+
+
+def test_a_prepare_stopped_by_a_full_disk_while_archiving_leaves_no_archive_folder(work, capsys, monkeypatch):
+    """Another vocabulary moves the model to archive/<date-time>/ with copies of the prepared files it needs:
+    the disk fills up while they are copied, so that folder goes again, and the model stays where it was."""
+    before = hashes(work)
+    size = sum((work / name).stat().st_size for name in PREPARED)
+
+    def full(source, target):
+        Path(target).write_bytes(Path(source).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr("helpers.prepare.shutil.copy2", full)
+    message = refused(capsys, "prepare", "--min-count", "2", "--out", str(work))
+    assert_full_disk(message, "prepare", work, "captions.json", 2 * size)  # the new files, and the copies
+    assert not (work / "archive").exists() and hashes(work) == before and not dot_files(work)
+
+
+def test_a_cache_part_cut_short_by_a_full_disk_leaves_the_cache_as_it_was(work, capsys, monkeypatch):
+    """NumPy reports a short write with its own OSError, without errno: `N requested and M written`."""
+    from helpers import feature_cache
+
+    before = hashes(work)
+    sizes = []
+
+    def cut_short(file, array, **kwargs):
+        sizes.append(array.nbytes)
+        Path(file).write_bytes(b"\x93NUMPY" + bytes(4089))
+        raise OSError(f"{array.nbytes} requested and 4096 written")
+
+    monkeypatch.setattr(feature_cache.np, "save", cut_short)
+    message = refused(capsys, "features", "--image-size", "64", "--out", str(work))  # a new cache: all to encode
+    cache = work / pipeline.feature_setting(Workspace(work), image_size=64).name
+    assert_full_disk(message, "features", cache, "part-0000.npy", sizes[-1])
+    assert sizes[-1] == 440 * 1280 * 4  # every fixture image's MobileNetV2 vector, in float32
+    assert hashes(work) == before and not dot_files(work)
+
+
+def test_a_full_disk_at_the_checkpoint_asks_room_for_the_model(work, tmp_path, capsys, monkeypatch):
+    before, sizes = hashes(work), []
+    monkeypatch.setattr(keras.Model, "save", full_disk_save(sizes, tmp_path / "measured.keras"))
+    message = refused(capsys, "train", "--out", str(work), *TRAIN)
+    assert_full_disk(message, "train", work, "model.keras", sizes[0])
+    assert hashes(work) == before and not dot_files(work)  # the model, its record and history as they were
+
+
+def test_a_full_disk_while_fine_tuning_keeps_the_first_stage_model(work, tmp_path, capsys, monkeypatch):
+    stage_one, sizes = {}, []
+    real_fine_tune = cli.fine_tune
+
+    def fine_tune_on_a_full_disk(*args, **kwargs):
+        stage_one.update(hashes(work))
+        monkeypatch.setattr(keras.Model, "save", full_disk_save(sizes, tmp_path / "measured.keras"))
+        return real_fine_tune(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "fine_tune", fine_tune_on_a_full_disk)
+    message = refused(capsys, "train", "--fine-tune", "--fine-tune-epochs", "1", "--out", str(work), *TRAIN[:-1], "1")
+    assert_full_disk(message, "train --fine-tune", work, "model.fine_tuning.keras", sizes[0])
+    assert hashes(work) == stage_one and not dot_files(work)
+
+
+def test_a_full_disk_while_evaluate_writes_its_scores(work, capsys, monkeypatch):
+    before, sizes = hashes(work), []
+    real_write = Path.write_bytes
+
+    def full(self, data):
+        sizes.append(len(data))
+        real_write(self, data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    message = refused(capsys, "evaluate", "--out", str(work))
+    monkeypatch.undo()
+    assert_full_disk(message, "evaluate", work, "evaluation_test.json", sizes[0])
+    assert hashes(work) == before and not dot_files(work)
 
 
 def test_a_model_on_disk_is_never_seen_half_written(trained_folder, tmp_path):
@@ -431,7 +552,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "with the files it needs, to", "leaves no word", "beam width must be",
                    "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
-                   "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already"):
+                   "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
+                   "the disk is full: ", "then run it again; what was saved before is intact"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 
