@@ -1,8 +1,9 @@
 """Atomic writes: every file the course saves is written beside its target under a temporary name, then renamed.
 
 A reader (or a rerun after `kill -9`, a full disk, Ctrl-C) sees either the old file or the new one, never half
-of one: `os.replace` within one folder is atomic on every system the course runs on. A full disk while writing is a
-DiskFullError that says how much room the write needed, and which stage (`stage`) was writing.
+of one: `os.replace` within one folder is atomic on every system the course runs on. A temporary file that a
+killed process left is removed by the next write of its target. A full disk while writing is a DiskFullError
+that says how much room the write needed, and which stage (`stage`) was writing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -26,6 +28,12 @@ SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # NumPy's OSError (n
 def temporary_path(path: Path, suffix: str = "") -> Path:
     """A name beside `path` for its new content: hidden, unique to this process, ending in `suffix`."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporary files of `path` that an earlier, killed write left beside it."""
+    for found in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        found.unlink(missing_ok=True)
 
 
 def is_disk_full(error: OSError) -> bool:
@@ -78,6 +86,7 @@ def replacing(path: str | Path, suffix: str = "", needed: int | None = None) -> 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
     tmp = temporary_path(path, suffix)
     with room_for(path, needed):
         try:
@@ -120,6 +129,7 @@ def replace_together(contents: dict[Path, bytes], before_renaming: Callable[[], 
     with room_for(next(iter(contents)), sum(len(data) for data in contents.values())):
         try:
             for path, data in contents.items():
+                remove_temporaries(path)
                 tmp = temporary_path(path)
                 staged.append((tmp, path))
                 tmp.write_bytes(data)

@@ -271,6 +271,35 @@ def test_a_full_disk_while_evaluate_writes_its_scores(work, capsys, monkeypatch)
     assert hashes(work) == before and not dot_files(work)
 
 
+KILLED_WHILE_SAVING = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import keras
+    from helpers import cli
+
+    def killed_while_saving(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\\x03\\x04 the first bytes of a model")
+        os.kill(os.getpid(), 9)  # kill -9: no cleanup, no finally
+
+    keras.Model.save = killed_while_saving
+    cli.main(["train", "--out", sys.argv[1], "--image-size", "71", "--units", "16", "--epochs", "1"])
+""")
+
+
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_run(work):
+    before = hashes(work)
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, str(work)], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]
+    [left] = dot_files(work)
+    assert re.fullmatch(r"\.model\.keras\.\d+\.tmp\.keras", left)
+    assert {k: v for k, v in hashes(work).items() if k != left} == before
+    for name in ("captions.json", "evaluation_test.json"):  # as a killed prepare or evaluate leaves them
+        (work / f".{name}.4194303.tmp").write_text("the first bytes")
+    assert run("train", "--out", str(work), *TRAIN) == 0
+    assert run("prepare", "--out", str(work)) == 0 and run("evaluate", "--out", str(work)) == 0
+    assert dot_files(work) == []
+
+
 def test_a_model_on_disk_is_never_seen_half_written(trained_folder, tmp_path):
     """While `train` runs in another process, a reader keeps loading model.keras: it always loads."""
     work = Path(shutil.copytree(trained_folder, tmp_path / "work"))
