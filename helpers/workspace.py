@@ -83,7 +83,12 @@ class Workspace:
         if root.exists() and not root.is_dir():
             raise WorkFolderError(f"The work folder {root} is a file, not a folder: pass another --out "
                                   "(COURSE_WORK_DIR in a notebook), or move the file away.")
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkFolderError(f"cannot make the work folder {root}: {error.strerror} when making "
+                                  f"{error.filename or root}; use --out with a folder you can write to "
+                                  "(COURSE_WORK_DIR in a notebook)") from error
 
     def path(self, name: str) -> Path:
         """Path of a file in the work folder (it may not exist yet)."""

@@ -500,6 +500,37 @@ def test_damaged_work_files_are_named_with_the_stage_that_rewrites_them(work, ca
     assert expected in message and "run `python -m helpers" in message
 
 
+def test_a_work_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, monkeypatch):
+    """--out a new folder inside a read-only one (or on a read-only file system) is refused like a read-only
+    folder is."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == locked:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    out = locked / "new" / "deeper"
+    assert refused(capsys, "prepare", "--out", str(out)) == (
+        f"error: cannot make the work folder {out}: Read-only file system when making {locked / 'new'}; use --out "
+        "with a folder you can write to (COURSE_WORK_DIR in a notebook)\n")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write in any folder")
+def test_a_work_folder_in_a_folder_without_write_permission_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        message = refused(capsys, "features", "--out", str(locked / "new"))
+    finally:
+        locked.chmod(0o755)
+    assert f"cannot make the work folder {locked / 'new'}: Permission denied when making {locked / 'new'}" in message
+
+
 def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert "is a file, not a folder" in refused(capsys, "prepare", "--out", str(tmp_path / "afile"))
@@ -582,7 +613,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
-                   "the disk is full: ", "then run it again; what was saved before is intact"):
+                   "the disk is full: ", "then run it again; what was saved before is intact",
+                   "cannot make the work folder"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 
