@@ -140,23 +140,16 @@ def _check_resumable(files: ModelFiles, settings: dict) -> None:
     """`train --resume` continues only a model trained on the same data, vocabulary and settings."""
     if not files.keras.exists():
         raise WorkFolderError(f"Cannot resume: there is no {files.keras}. Train without --resume first.")
+    if damage := files.checkpoint_damage():
+        raise files.damaged(files.keras, damage)
     if not files.record.exists():
         return  # stopped before its first record: the checkpoint is all there is
-    before = _read_record(files)
+    before = files.read_record()
     differences = [f"{key}: {before.get(key)!r} then, {value!r} now" for key, value in settings.items()
                    if key not in ("data_dir",) and before.get(key) != value]
     if differences:
         raise WorkFolderError(f"Cannot resume: {files.keras} was trained with other settings or data "
                               f"({'; '.join(differences)}). Train without --resume to start again.")
-
-
-def _read_record(files: ModelFiles) -> dict:
-    """A model's .json record; a WorkFolderError naming it if it is damaged."""
-    try:
-        return json.loads(files.record.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WorkFolderError(f"{files.record} is damaged ({type(error).__name__}: {error}): run "
-                              f"{files.train_command()} again to rewrite it.") from error
 
 
 def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
@@ -231,8 +224,10 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
     if not files.record.exists():
         raise WorkFolderError(f"{path} has no {files.record.name} beside it (training was stopped before it recorded "
                               f"its first epoch): run {resume}.")
-    config = _read_record(files)
-    if config.get("model_sha1") != file_sha1(path):
+    config = files.read_record()
+    if config["model_sha1"] != file_sha1(path):
+        if damage := files.checkpoint_damage():  # not a checkpoint newer than its record: a broken file
+            raise files.damaged(path, damage)
         raise WorkFolderError(f"{path} and {files.record} are from different moments of training (it was stopped "
                               f"during a save): run {resume} to continue from {path.name}, or {again} to start again.")
     _, vocab, dataset = load_prepared(work)
@@ -244,7 +239,7 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
-        raise WorkFolderError(f"{path} is damaged ({type(error).__name__}: {error}): run {again} again.") from error
+        raise files.damaged(path, f"{type(error).__name__}: {error}") from error
     if config.get("status") == "training":
         print(f"Note: {path} holds epoch {config.get('best_epoch')} of a training run that did not finish; "
               f"{resume} continues it.")

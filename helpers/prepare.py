@@ -9,7 +9,6 @@ files it needs move to `archive/<time>/` first (a work folder of their own): not
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import time
 from pathlib import Path
@@ -98,8 +97,8 @@ def archive_stale_model(work: Workspace, fingerprints: dict) -> Path | None:
     stale = []
     for files in work.models():
         try:
-            trained_on = json.loads(files.record.read_text(encoding="utf-8")).get("fingerprints", {})
-        except (OSError, ValueError):
+            trained_on = files.read_record()["fingerprints"] if files.record.exists() else {}
+        except WorkFolderError:  # a damaged record: the model cannot be used here either
             trained_on = {}
         if any(trained_on.get(k) != v for k, v in fingerprints.items()):
             stale.append(files)

@@ -14,9 +14,11 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import keras
@@ -500,6 +502,73 @@ def test_damaged_work_files_are_named_with_the_stage_that_rewrites_them(work, ca
     assert expected in message and "run `python -m helpers" in message
 
 
+def flip_a_byte_of_the_weights(path: Path) -> None:
+    """One bit pattern changed in the middle of the weights inside the .keras archive (a bad disk, a bad copy)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {
+    "cut off": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
+    "emptied": lambda path: path.write_bytes(b""),
+    "bits flipped": flip_a_byte_of_the_weights,
+    "not a zip": lambda path: path.write_text("my notes, saved under the wrong name"),
+}
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("cut off", "BadZipFile: File is not a zip file"),
+    ("emptied", "BadZipFile: File is not a zip file"),
+    ("bits flipped", "BadZipFile: model.weights.h5 in it fails its CRC check"),
+    ("not a zip", "BadZipFile: File is not a zip file"),
+])
+def test_a_damaged_checkpoint_is_called_damaged_not_interrupted(work, capsys, damage, reason):
+    """Its SHA-1 no longer matches its record, as after a save that was stopped; but it is no whole zip, so the
+    advice is to train again, not --resume (which could not load it)."""
+    DAMAGES[damage](work / "model.keras")
+    before = hashes(work)
+    expected = (f"error: {work / 'model.keras'} is damaged ({reason}): run `python -m helpers train` again (not "
+                "--resume: it needs a whole checkpoint and its record).\n")
+    assert refused(capsys, "evaluate", "--out", str(work)) == expected
+    assert refused(capsys, "caption", str(fixture_dir() / "Images"), "--out", str(work)) == expected
+    assert refused(capsys, "train", "--resume", "--out", str(work), *TRAIN) == expected
+    assert hashes(work) == before
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda record: "", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+    (lambda record: json.dumps({k: v for k, v in record.items() if k != "encoder"}),
+     "its encoder is missing or not what training writes"),
+    (lambda record: json.dumps({**record, "fingerprints": None, "image_size": "71"}),
+     "its image_size, fingerprints are missing or not what training writes"),
+    (lambda record: json.dumps(list(record)), "a JSON list, not a record of training"),
+])
+def test_an_emptied_or_edited_record_is_called_damaged(work, capsys, edit, reason):
+    (work / "model.json").write_text(edit(json.loads((work / "model.json").read_text())))
+    before = hashes(work)
+    expected = f"error: {work / 'model.json'} is damaged ({reason}): run `python -m helpers train` again"
+    assert refused(capsys, "evaluate", "--out", str(work)).startswith(expected)
+    assert refused(capsys, "train", "--resume", "--out", str(work), *TRAIN).startswith(expected)
+    assert hashes(work) == before
+
+
+def test_a_damaged_model_points_to_the_copy_in_the_archive_and_that_advice_works(work, capsys):
+    kept = work / "archive" / "20261201-101500"
+    kept.mkdir(parents=True)
+    for name in ("model.keras", "model.json", "history.json", *PREPARED):
+        shutil.copy2(work / name, kept / name)
+    DAMAGES["cut off"](work / "model.keras")
+    message = refused(capsys, "evaluate", "--out", str(work))
+    assert message.endswith(f"(not --resume: it needs a whole checkpoint and its record), or use the copy in {kept} "
+                            f"(--out {kept}).\n")
+    assert run("features", "--image-size", str(SIZE), "--out", str(kept)) == 0
+    assert run("evaluate", "--out", str(kept)) == 0
+
+
 def test_a_work_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, monkeypatch):
     """--out a new folder inside a read-only one (or on a read-only file system) is refused like a read-only
     folder is."""
@@ -614,7 +683,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
                    "the disk is full: ", "then run it again; what was saved before is intact",
-                   "cannot make the work folder"):
+                   "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
+                   "or use the copy in", "not what training writes"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 
