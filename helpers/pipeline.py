@@ -29,7 +29,7 @@ from helpers.evaluation import (
     repetition_stats,
 )
 from helpers.extraction import extract_features
-from helpers.feature_cache import CacheSetting, FeatureSet, picture_changed, read_cache
+from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
 from helpers.files import file_sha1, stage, write_json
 from helpers.paths import feature_store, is_fixture_folder
 from helpers.prepare import load_prepared
@@ -88,6 +88,18 @@ def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tupl
     return kept, sorted(set(captions) - set(kept))
 
 
+def _no_features(folder: Path, features: FeatureSet, keys: list[str], split: str, encoder: str) -> WorkFolderError:
+    """Why no image of a split has features: none of its pictures could be read, or they were never encoded."""
+    unreadable = [key for key in keys if key in features.failed]
+    if keys and len(unreadable) == len(keys):
+        return WorkFolderError(f"None of the {len(keys)} {split} pictures could be read, so none has features: "
+                               f"`python -m helpers features` said why for each (kept under \"failed\" in "
+                               f"{folder / INDEX}), e.g. {keys[0]}: {features.failed[keys[0]]}. Replace those pictures "
+                               "(download the dataset again if all are damaged), then run features and this again.")
+    return WorkFolderError(f"No {split} image has features in {folder}: run `python -m helpers features` first (with "
+                           f"--encoder {encoder}).")
+
+
 @stage("train")
 def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
@@ -120,8 +132,7 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     dev_caps, missing_dev = _with_features(captions["dev"], features)
     if not train_caps or not dev_caps:
         split = "train" if not train_caps else "dev"
-        raise WorkFolderError(f"No {split} image has features in {work.path(setting.name)}:"
-                              f" run `python -m helpers features` first (with --encoder {choice.encoder}).")
+        raise _no_features(work.path(setting.name), features, list(captions[split]), split, choice.encoder)
     if missing or missing_dev:
         print(f"Training without {len(missing) + len(missing_dev)} images that have no features "
               f"(unreadable or not extracted), e.g. {(missing + missing_dev)[:3]}")

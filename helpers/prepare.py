@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from helpers.dataset import CaptionDataset, load_dataset
+from helpers.dataset import CaptionDataset, load_dataset, split_lists_help
 from helpers.errors import DatasetError, WorkFolderError
 from helpers.files import fingerprint, json_text, replace_together, room_for, stage
 from helpers.layouts.base import SPLITS
@@ -58,9 +58,11 @@ def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int 
     empty = [s for s in SPLITS if not data.splits[s]]
     if empty:
         splits = f"{' and '.join(empty)} split{'s' if len(empty) > 1 else ''}"
-        raise DatasetError(f"The {splits} of {data.root} {'have' if len(empty) > 1 else 'has'} no image with captions "
-                           f"(the split came from {data.split_source}). Check that those lists name images of this "
-                           "dataset, and that the images are there.")
+        lists = split_lists_help(data)
+        why = f": {lists}" if lists else (f" (the split came from {data.split_source}). Check that those lists name "
+                                           "images of this dataset, and that the images are there.")
+        raise DatasetError(f"The {splits} of {data.root} {'have' if len(empty) > 1 else 'has'} no image with "
+                           f"captions{why}")
     captions = {s: data.split_captions(s) for s in SPLITS}
     vocab = Vocabulary.build((c for caps in captions["train"].values() for c in caps), min_count=min_count)
     summary = summarise(data, vocab, min_count, captions)

@@ -27,6 +27,7 @@ from PIL import Image
 
 from helpers import cli, pipeline
 from helpers.errors import WorkFolderError
+from helpers.fixture_layouts import write_fixture_layout
 from helpers.paths import fixture_dir
 from helpers.prepare import PREPARED, save_vocabulary
 from helpers.vocabulary import Vocabulary
@@ -468,6 +469,25 @@ def test_an_unbalanced_quote_is_reported_with_its_line(kaggle_dir, tmp_path, cap
     assert summary["captions"] == 9  # every other row was read again after the broken one
 
 
+def test_train_says_when_no_train_picture_could_be_read(tmp_path, capsys):
+    """Running features again cannot help here: train says that the pictures are unreadable, and where features
+    recorded why."""
+    data = write_fixture_layout("kaggle", tmp_path / "data", every=5)
+    train = (data / "Flickr_8k.trainImages.txt").read_text().split()
+    for name in train:
+        (data / "Images" / name).write_bytes(b"<html>404 Not Found</html>")
+    out = tmp_path / "work"
+    assert run("prepare", "--data", str(data), "--out", str(out)) == 0
+    assert run("features", "--image-size", str(SIZE), "--out", str(out)) == 0
+    before = hashes(out)
+    message = refused(capsys, "train", "--out", str(out), *TRAIN)
+    index = out / pipeline.feature_setting(Workspace(out), image_size=SIZE).name / "index.json"
+    assert f"None of the {len(train)} train pictures could be read, so none has features" in message
+    assert f'(kept under "failed" in {index}), e.g. {train[0]}: not an image format Pillow can read' in message
+    assert "Replace those pictures" in message and "first" not in message
+    assert hashes(out) == before
+
+
 def test_caption_says_what_to_do_with_urls_and_fails_when_it_captioned_nothing(work, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("caption", "https://example.com/dog.jpg", str(tmp_path / "empty"), str(tmp_path / "nowhere.jpg"),
@@ -684,7 +704,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
                    "the disk is full: ", "then run it again; what was saved before is intact",
                    "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
-                   "or use the copy in", "not what training writes"):
+                   "or use the copy in", "not what training writes",
+                   "could be read, so none has features", "has no split lists of its own"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 
