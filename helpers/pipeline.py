@@ -30,7 +30,7 @@ from helpers.evaluation import (
 )
 from helpers.extraction import extract_features
 from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
-from helpers.files import file_sha1, stage, write_json
+from helpers.files import file_sha1, fingerprint, stage, write_json
 from helpers.paths import feature_store, is_fixture_folder
 from helpers.prepare import load_prepared
 from helpers.vocabulary import Vocabulary
@@ -100,6 +100,11 @@ def _no_features(folder: Path, features: FeatureSet, keys: list[str], split: str
                            f"--encoder {encoder}).")
 
 
+def pictures_fingerprint(features: FeatureSet, keys: list[str]) -> str:
+    """Which pictures the features of `keys` were computed from (their SHA-1s): what a model was trained on."""
+    return fingerprint({key: features.pictures.get(key, {}).get("sha1") for key in sorted(keys)})
+
+
 @stage("train")
 def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
@@ -140,7 +145,8 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
                 "vocab_size": len(vocab), "max_length": vocab.max_length,
                 "units": units, "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
                 "patience": patience, "seed": seed, "grid_pool": grid_pool,
-                "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"]}
+                "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"],
+                "pictures": pictures_fingerprint(features, [*train_caps, *dev_caps])}
     if resume:
         _check_resumable(files, settings)
     return _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
@@ -157,7 +163,7 @@ def _check_resumable(files: ModelFiles, settings: dict) -> None:
         return  # stopped before its first record: the checkpoint is all there is
     before = files.read_record()
     differences = [f"{key}: {before.get(key)!r} then, {value!r} now" for key, value in settings.items()
-                   if key not in ("data_dir",) and before.get(key) != value]
+                   if key not in ("data_dir", "pictures") and before.get(key) != value]
     if differences:
         raise WorkFolderError(f"Cannot resume: {files.keras} was trained with other settings or data "
                               f"({'; '.join(differences)}). Train without --resume to start again.")
@@ -241,7 +247,7 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
             raise files.damaged(path, damage)
         raise WorkFolderError(f"{path} and {files.record} are from different moments of training (it was stopped "
                               f"during a save): run {resume} to continue from {path.name}, or {again} to start again.")
-    _, vocab, dataset = load_prepared(work)
+    captions, vocab, dataset = load_prepared(work)
     for key, name in (("vocabulary", "vocab.json"), ("captions", "captions.json")):
         if config["fingerprints"].get(key) != dataset["fingerprints"].get(key):
             raise WorkFolderError(f"{work.path(name)} changed after {path} was trained (another `prepare`, or "
@@ -254,7 +260,20 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
     if config.get("status") == "training":
         print(f"Note: {path} holds epoch {config.get('best_epoch')} of a training run that did not finish; "
               f"{resume} continues it.")
+    _note_pictures_changed(work, config, captions, path, again)
     return model, vocab, config
+
+
+def _note_pictures_changed(work: Workspace, config: dict, captions: dict, path: Path, again: str) -> None:
+    """Say so when `features` has encoded train or dev pictures again since the model learned from the old ones."""
+    setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
+    if "pictures" not in config or not (work.path(setting.name) / INDEX).is_file():
+        return  # trained before the course recorded its pictures, or no features here (an archive folder)
+    features = read_cache(work.path(setting.name))
+    keys = [key for split in ("train", "dev") for key in captions[split] if key in features]
+    if pictures_fingerprint(features, keys) != config["pictures"]:
+        print(f"Note: {path} was trained on the old pictures: `features` has encoded train or dev pictures again "
+              f"since (changed ones, or ones that had no features). Train again ({again}) to learn from them.")
 
 
 def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureSet:

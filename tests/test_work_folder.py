@@ -373,6 +373,26 @@ def test_pictures_replaced_under_the_same_names_are_refused_then_encoded_again(w
     assert run("evaluate", "--out", str(work)) == 0
 
 
+def test_a_model_trained_on_pictures_encoded_again_since_says_so(work, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(fixture_dir(), images)
+    assert run("prepare", "--data", str(images), "--out", str(work)) == 0  # same captions: the model stays
+    model = {k: v for k, v in hashes(work).items() if k.startswith("model.")}
+    train_key = sorted(json.loads((work / "captions.json").read_text())["train"])[0]
+    Image.new("RGB", (160, 160), (250, 0, 250)).save(images / "Images" / train_key)
+    assert run("features", "--out", str(work), "--image-size", str(SIZE)) == 0  # encodes it again
+    capsys.readouterr()
+    note = (f"Note: {work / 'model.keras'} was trained on the old pictures: `features` has encoded train or dev "
+            "pictures again since (changed ones, or ones that had no features). Train again")
+    assert run("evaluate", "--out", str(work)) == 0 and note in capsys.readouterr().out
+    assert run("caption", str(images / "Images" / train_key), "--out", str(work)) == 0
+    assert note in capsys.readouterr().out
+    assert {k: v for k, v in hashes(work).items() if k.startswith("model.")} == model
+    assert run("train", "--out", str(work), *TRAIN) == 0  # what the note advises
+    capsys.readouterr()
+    assert run("evaluate", "--out", str(work)) == 0 and "old pictures" not in capsys.readouterr().out
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(work, capsys):
     message = refused(capsys, "train", "--resume", "--out", str(work), *TRAIN[:3], "32", "--epochs", "1")
     assert "Cannot resume" in message and "units: 16 then, 32 now" in message and "without --resume" in message
@@ -704,8 +724,8 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
                    "the disk is full: ", "then run it again; what was saved before is intact",
                    "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
-                   "or use the copy in", "not what training writes",
-                   "could be read, so none has features", "has no split lists of its own"):
+                   "or use the copy in", "could be read, so none has features", "has no split lists of its own",
+                   "was trained on the old pictures", "not what training writes"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 
