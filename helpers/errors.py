@@ -7,6 +7,8 @@ anything else and shows its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -31,22 +33,22 @@ class WorkFolderError(CourseError):
     """A work-folder file is missing, damaged, or does not belong with the others (another run, another dataset)."""
 
 
-class DiskFullError(WorkFolderError):
-    """The disk filled up while the course wrote `path` (about `needed` bytes, when known).
+class DiskFullError(WorkFolderError, OSError):
+    """The disk filled up while the course wrote `path` (about `needed` bytes, when known); an OSError (ENOSPC) too.
 
     `stage`, the command whose write it was, is filled in by `files.stage`. Whatever was written in part is
     removed before the message is shown, so the free space it reports is the space there is for the next try.
     """
 
     def __init__(self, path: str | Path, needed: int | None = None) -> None:
-        super().__init__(str(path))
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         self.path, self.needed, self.stage = Path(path), needed, None
 
     def __str__(self) -> str:
         folder = next(p for p in self.path.parents if p.exists())  # a folder made for the write may be gone
         who = f"`python -m helpers {self.stage}`" if self.stage else "the course"
         need = f"about {readable_size(self.needed)} free" if self.needed else "more free space"
-        return (f"the disk is full: {who} needs {need} in {folder} to write {self.path.name}, and "
+        return (f"the disk is full ({self.strerror}): {who} needs {need} in {folder} to write {self.path.name}, and "
                 f"{readable_size(shutil.disk_usage(folder).free)} are free there: free some space (or use --out on "
                 "another disk), then run it again; what was saved before is intact")
 

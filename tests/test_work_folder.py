@@ -79,7 +79,8 @@ def dot_files(folder: Path) -> list[str]:
 
 def assert_full_disk(message: str, stage: str, folder: Path, name: str, size: int) -> None:
     """One line that names the stage, the folder and the file, and asks for about the room the write takes."""
-    assert message.startswith(f"error: the disk is full: `python -m helpers {stage}` needs about "), message
+    assert message.startswith(f"error: the disk is full (No space left on device): `python -m helpers {stage}` "
+                              "needs about "), message
     assert f" free in {folder} to write {name}, and " in message and message.count("\n") == 1, message
     assert message.rstrip().endswith("then run it again; what was saved before is intact"), message
     number, unit = re.search(r"needs about ([\d.]+) (bytes|KB|MB|GB) free", message).groups()
@@ -722,7 +723,7 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
                    "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
-                   "the disk is full: ", "then run it again; what was saved before is intact",
+                   "the disk is full (", "then run it again; what was saved before is intact",
                    "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
                    "or use the copy in", "could be read, so none has features", "has no split lists of its own",
                    "was trained on the old pictures", "not what training writes"):
