@@ -16,7 +16,8 @@ from pathlib import Path
 from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
 from helpers.encoders import AUTO, ENCODERS
-from helpers.errors import CourseError
+from helpers.errors import CourseError, DiskFullError
+from helpers.files import is_disk_full
 from helpers.fine_tune import FINE_TUNE_LEARNING_RATE, fine_tune
 from helpers.images import find_image_files
 from helpers.layouts.base import printable
@@ -327,9 +328,8 @@ def _file_problem(error: OSError, work: Path) -> str | None:
         inside = False
     if not inside:
         return None
-    if error.errno == errno.ENOSPC:
-        return f"the disk is full while writing {name}: free some space (or use --out on another disk); " \
-               "what was saved before is intact"
+    if is_disk_full(error):
+        return str(DiskFullError(name))
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {name}: the folder is read-only for you; use --out with a folder you can write to"
     if error.errno in (errno.ENOTDIR, errno.EEXIST):

@@ -15,6 +15,7 @@ from helpers.cleaning import clean_caption
 from helpers.errors import DatasetError
 from helpers.layouts import coco, flickr8k, flickr30k
 from helpers.layouts.base import SPLITS, Found, Layout, Skipped, printable, unsafe_key
+from helpers.paths import official_splits_dir
 
 LAYOUTS: tuple[Layout, ...] = (*flickr8k.LAYOUTS, *flickr30k.LAYOUTS, *coco.LAYOUTS)
 DOWNLOAD_HELP = """\
@@ -89,6 +90,18 @@ def _layout_problem(root: Path) -> str:
         hints.append("A captions file was found, but no folder of images next to it.")
     return "\n".join([f"{root} is not a dataset folder in a layout the course knows.",
                       f"Found: {shown or 'nothing (the folder is empty)'}", *hints, DOWNLOAD_HELP, LAYOUT_HELP])
+
+
+def split_lists_help(data: CaptionDataset) -> str | None:
+    """How to give a dataset in a Flickr8k layout its own split when it has no split lists and Flickr8k's official
+    ones, used instead, name none of its images; None in any other case."""
+    shipped = data.split_source.startswith(str(official_splits_dir()))
+    if data.layout not in flickr8k.SPLIT_FOLDERS or not shipped or any(data.splits.values()):
+        return None
+    place, files = data.root / flickr8k.SPLIT_FOLDERS[data.layout][0], flickr8k.SPLIT_FILES
+    return (f"it has no split lists of its own, and the official Flickr8k lists name none of its images. Write the "
+            f"names of the images of each split, one a line, to {place / files['train']}, {files['dev']} and "
+            f"{files['test']} beside it, then run prepare again.")
 
 
 def load_dataset(root: str | Path) -> CaptionDataset:

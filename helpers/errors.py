@@ -7,6 +7,9 @@ anything else and shows its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
 
@@ -28,6 +31,35 @@ class ImageError(CourseError):
 
 class WorkFolderError(CourseError):
     """A work-folder file is missing, damaged, or does not belong with the others (another run, another dataset)."""
+
+
+class DiskFullError(WorkFolderError, OSError):
+    """The disk filled up while the course wrote `path` (about `needed` bytes, when known); an OSError (ENOSPC) too.
+
+    `stage`, the command whose write it was, is filled in by `files.stage`. Whatever was written in part is
+    removed before the message is shown, so the free space it reports is the space there is for the next try.
+    """
+
+    def __init__(self, path: str | Path, needed: int | None = None) -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        self.path, self.needed, self.stage = Path(path), needed, None
+
+    def __str__(self) -> str:
+        folder = next(p for p in self.path.parents if p.exists())  # a folder made for the write may be gone
+        who = f"`python -m helpers {self.stage}`" if self.stage else "the course"
+        need = f"about {readable_size(self.needed)} free" if self.needed else "more free space"
+        return (f"the disk is full ({self.strerror}): {who} needs {need} in {folder} to write {self.path.name}, and "
+                f"{readable_size(shutil.disk_usage(folder).free)} are free there: free some space (or use --out on "
+                "another disk), then run it again; what was saved before is intact")
+
+
+def readable_size(size: int) -> str:
+    """A number of bytes as people read it: 900 bytes, 563 KB, 1.2 MB, 80 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
 
 
 class WeightsError(CourseError):

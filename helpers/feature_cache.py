@@ -242,7 +242,7 @@ def append_to_cache(folder: Path, setting: CacheSetting, cache: FeatureSet, new:
         array = np.stack([np.asarray(new[k], dtype=setting.dtype) for k in new])
         meta = {**meta, "shape": list(array.shape[1:]), "feature_dim": int(array.shape[-1])}
         name = f"part-{_next_part_number(folder, names):04d}.npy"
-        with replacing(folder / name, suffix=".npy") as tmp:
+        with replacing(folder / name, suffix=".npy", needed=array.nbytes) as tmp:
             np.save(tmp, array, allow_pickle=False)
         parts.append(_Part(path=folder / name))
         names.append(name)

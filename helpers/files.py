@@ -1,18 +1,28 @@
 """Atomic writes: every file the course saves is written beside its target under a temporary name, then renamed.
 
 A reader (or a rerun after `kill -9`, a full disk, Ctrl-C) sees either the old file or the new one, never half
-of one: `os.replace` within one folder is atomic on every system the course runs on.
+of one: `os.replace` within one folder is atomic on every system the course runs on. A temporary file that a
+killed process left is removed by the next write of its target. A full disk while writing is a DiskFullError
+that says how much room the write needed, and which stage (`stage`) was writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import glob
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from helpers.errors import DiskFullError
+
+SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # NumPy's OSError (no errno) when a write comes up short
 
 
 def temporary_path(path: Path, suffix: str = "") -> Path:
@@ -20,21 +30,71 @@ def temporary_path(path: Path, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
 
 
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporary files of `path` that an earlier, killed write left beside it."""
+    for found in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        found.unlink(missing_ok=True)
+
+
+def is_disk_full(error: OSError) -> bool:
+    """Whether an OSError means that the disk is full: ENOSPC, or NumPy's short write (which has no errno)."""
+    return error.errno == errno.ENOSPC or (error.errno is None and bool(SHORT_WRITE.search(str(error))))
+
+
 @contextlib.contextmanager
-def replacing(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def room_for(path: Path, needed: int | None) -> Iterator[None]:
+    """Turn a full disk while writing `path` (about `needed` bytes) into a DiskFullError.
+
+    A DiskFullError from a write nested inside this one also needs room for this one's `needed` bytes (what
+    this write had staged is removed as well).
+    """
+    try:
+        yield
+    except DiskFullError as error:
+        error.needed = (error.needed or 0) + (needed or 0) or None
+        raise
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(path, needed) from error
+
+
+def stage(name: str) -> Callable:
+    """Decorator: a full disk while the function runs is reported as the stage `name`'s (the outermost stage wins:
+    `train --fine-tune` encodes features too)."""
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except DiskFullError as error:
+                error.stage = name
+                raise
+
+        return run
+
+    return decorate
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path, suffix: str = "", needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on any error it is removed.
 
-    `suffix` is for writers that insist on a file ending (Keras wants `.keras`, NumPy `.npy`).
+    `suffix` is for writers that insist on a file ending (Keras wants `.keras`, NumPy `.npy`); `needed`, about
+    how many bytes will be written, is what a full disk's message asks room for.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
     tmp = temporary_path(path, suffix)
-    try:
-        yield tmp
-        _flush_to_disk(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with room_for(path, needed):
+        try:
+            yield tmp
+            _flush_to_disk(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _flush_to_disk(path: Path) -> None:
@@ -45,7 +105,7 @@ def _flush_to_disk(path: Path) -> None:
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` atomically."""
-    with replacing(path) as tmp:
+    with replacing(path, needed=len(data)) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
@@ -66,19 +126,21 @@ def replace_together(contents: dict[Path, bytes], before_renaming: Callable[[], 
     `before_renaming` runs once all of them are written, just before the first rename.
     """
     staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data in contents.items():
-            tmp = temporary_path(path)
-            staged.append((tmp, path))
-            tmp.write_bytes(data)
-            _flush_to_disk(tmp)
-        if before_renaming is not None:
-            before_renaming()
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+    with room_for(next(iter(contents)), sum(len(data) for data in contents.values())):
+        try:
+            for path, data in contents.items():
+                remove_temporaries(path)
+                tmp = temporary_path(path)
+                staged.append((tmp, path))
+                tmp.write_bytes(data)
+                _flush_to_disk(tmp)
+            if before_renaming is not None:
+                before_renaming()
+            for tmp, path in staged:
+                os.replace(tmp, path)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
 
 
 def fingerprint(data: Any) -> str:

@@ -34,9 +34,9 @@ import tensorflow as tf
 from helpers import pipeline
 from helpers.encoders import build_encoder, encoder_spec
 from helpers.errors import SettingError, check_at_least
-from helpers.files import file_sha1, replacing, write_json
+from helpers.files import file_sha1, replacing, stage, write_json
 from helpers.images import load_image
-from helpers.training import set_seed, teacher_forcing_arrays, train_model
+from helpers.training import saved_size, set_seed, teacher_forcing_arrays, train_model
 from helpers.vocabulary import PAD_ID, Vocabulary
 from helpers.workspace import DEFAULT_MODEL, Workspace
 
@@ -117,6 +117,7 @@ def end_to_end(encoder: keras.Model, decoder: keras.Model, image_size: int, widt
     return model
 
 
+@stage("train --fine-tune")
 def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
               learning_rate: float = FINE_TUNE_LEARNING_RATE, image_batch_size: int = 16, patience: int | None = None,
               verbose: int | str = "auto", save_as: str | None = None) -> dict[str, list[float]]:
@@ -156,7 +157,7 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
                           patience=patience or config["patience"], verbose=verbose)
     checkpoint.unlink(missing_ok=True)  # the best epoch is in `model` now; what is kept is saved below
     weights = _save_encoder(encoder, files.keras.parent, files.name)
-    with replacing(files.keras, suffix=".keras") as tmp:
+    with replacing(files.keras, suffix=".keras", needed=saved_size(decoder)) as tmp:
         decoder.save(tmp)
     record = {**config, "weights": weights.name, "weights_source": str(weights), "model_sha1": file_sha1(files.keras),
               "fine_tune": {"from_weights": config["weights"], "epochs_run": len(history["loss"]),
@@ -175,7 +176,7 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
 def _save_encoder(encoder: keras.Model, folder: Path, name: str) -> Path:
     """The encoder's weights in `folder`, written whole first, then named after the model and their SHA-1."""
     written = folder / f"{name}_encoder.weights.h5"
-    with replacing(written, suffix=".weights.h5") as tmp:
+    with replacing(written, suffix=".weights.h5", needed=saved_size(encoder)) as tmp:
         encoder.save_weights(tmp)
     final = folder / f"{name}_encoder_{file_sha1(written)[:10]}.weights.h5"
     os.replace(written, final)

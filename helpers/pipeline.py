@@ -22,8 +22,8 @@ from helpers.encoders import AUTO, EncoderChoice, choose_encoder
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
 from helpers.evaluation import like_for_like, most_frequent_caption, repetition_stats
 from helpers.extraction import extract_features
-from helpers.feature_cache import CacheSetting, FeatureSet, picture_changed, read_cache
-from helpers.files import file_sha1, write_json
+from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
+from helpers.files import file_sha1, fingerprint, stage, write_json
 from helpers.paths import feature_store, is_fixture_folder
 from helpers.prepare import load_prepared
 from helpers.vocabulary import Vocabulary
@@ -62,6 +62,7 @@ def images_of(work: Workspace) -> dict[str, Path]:
     return {key: images_dir / key for split in captions.values() for key in split}
 
 
+@stage("features")
 def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_size: int | None = None,
             pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
     """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
@@ -80,6 +81,24 @@ def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tupl
     return kept, sorted(set(captions) - set(kept))
 
 
+def _no_features(folder: Path, features: FeatureSet, keys: list[str], split: str, encoder: str) -> WorkFolderError:
+    """Why no image of a split has features: none of its pictures could be read, or they were never encoded."""
+    unreadable = [key for key in keys if key in features.failed]
+    if keys and len(unreadable) == len(keys):
+        return WorkFolderError(f"None of the {len(keys)} {split} pictures could be read, so none has features: "
+                               f"`python -m helpers features` said why for each (kept under \"failed\" in "
+                               f"{folder / INDEX}), e.g. {keys[0]}: {features.failed[keys[0]]}. Replace those pictures "
+                               "(download the dataset again if all are damaged), then run features and this again.")
+    return WorkFolderError(f"No {split} image has features in {folder}: run `python -m helpers features` first (with "
+                           f"--encoder {encoder}).")
+
+
+def pictures_fingerprint(features: FeatureSet, keys: list[str]) -> str:
+    """Which pictures the features of `keys` were computed from (their SHA-1s): what a model was trained on."""
+    return fingerprint({key: features.pictures.get(key, {}).get("sha1") for key in sorted(keys)})
+
+
+@stage("train")
 def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
           dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
@@ -111,8 +130,7 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     dev_caps, missing_dev = _with_features(captions["dev"], features)
     if not train_caps or not dev_caps:
         split = "train" if not train_caps else "dev"
-        raise WorkFolderError(f"No {split} image has features in {work.path(setting.name)}:"
-                              f" run `python -m helpers features` first (with --encoder {choice.encoder}).")
+        raise _no_features(work.path(setting.name), features, list(captions[split]), split, choice.encoder)
     if missing or missing_dev:
         print(f"Training without {len(missing) + len(missing_dev)} images that have no features "
               f"(unreadable or not extracted), e.g. {(missing + missing_dev)[:3]}")
@@ -120,7 +138,8 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
                 "vocab_size": len(vocab), "max_length": vocab.max_length,
                 "units": units, "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
                 "patience": patience, "seed": seed, "grid_pool": grid_pool,
-                "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"]}
+                "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"],
+                "pictures": pictures_fingerprint(features, [*train_caps, *dev_caps])}
     if resume:
         _check_resumable(files, settings)
     return _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
@@ -131,23 +150,16 @@ def _check_resumable(files: ModelFiles, settings: dict) -> None:
     """`train --resume` continues only a model trained on the same data, vocabulary and settings."""
     if not files.keras.exists():
         raise WorkFolderError(f"Cannot resume: there is no {files.keras}. Train without --resume first.")
+    if damage := files.checkpoint_damage():
+        raise files.damaged(files.keras, damage)
     if not files.record.exists():
         return  # stopped before its first record: the checkpoint is all there is
-    before = _read_record(files)
+    before = files.read_record()
     differences = [f"{key}: {before.get(key)!r} then, {value!r} now" for key, value in settings.items()
-                   if key not in ("data_dir",) and before.get(key) != value]
+                   if key not in ("data_dir", "pictures") and before.get(key) != value]
     if differences:
         raise WorkFolderError(f"Cannot resume: {files.keras} was trained with other settings or data "
                               f"({'; '.join(differences)}). Train without --resume to start again.")
-
-
-def _read_record(files: ModelFiles) -> dict:
-    """A model's .json record; a WorkFolderError naming it if it is damaged."""
-    try:
-        return json.loads(files.record.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WorkFolderError(f"{files.record} is damaged ({type(error).__name__}: {error}): run "
-                              f"{files.train_command()} again to rewrite it.") from error
 
 
 def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epochs, resume, verbose, strategy,
@@ -222,11 +234,13 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
     if not files.record.exists():
         raise WorkFolderError(f"{path} has no {files.record.name} beside it (training was stopped before it recorded "
                               f"its first epoch): run {resume}.")
-    config = _read_record(files)
-    if config.get("model_sha1") != file_sha1(path):
+    config = files.read_record()
+    if config["model_sha1"] != file_sha1(path):
+        if damage := files.checkpoint_damage():  # not a checkpoint newer than its record: a broken file
+            raise files.damaged(path, damage)
         raise WorkFolderError(f"{path} and {files.record} are from different moments of training (it was stopped "
                               f"during a save): run {resume} to continue from {path.name}, or {again} to start again.")
-    _, vocab, dataset = load_prepared(work)
+    captions, vocab, dataset = load_prepared(work)
     for key, name in (("vocabulary", "vocab.json"), ("captions", "captions.json")):
         if config["fingerprints"].get(key) != dataset["fingerprints"].get(key):
             raise WorkFolderError(f"{work.path(name)} changed after {path} was trained (another `prepare`, or "
@@ -235,11 +249,24 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
-        raise WorkFolderError(f"{path} is damaged ({type(error).__name__}: {error}): run {again} again.") from error
+        raise files.damaged(path, f"{type(error).__name__}: {error}") from error
     if config.get("status") == "training":
         print(f"Note: {path} holds epoch {config.get('best_epoch')} of a training run that did not finish; "
               f"{resume} continues it.")
+    _note_pictures_changed(work, config, captions, path, again)
     return model, vocab, config
+
+
+def _note_pictures_changed(work: Workspace, config: dict, captions: dict, path: Path, again: str) -> None:
+    """Say so when `features` has encoded train or dev pictures again since the model learned from the old ones."""
+    setting = CacheSetting(config["encoder"], config["weights"], config["image_size"], config["pooling"])
+    if "pictures" not in config or not (work.path(setting.name) / INDEX).is_file():
+        return  # trained before the course recorded its pictures, or no features here (an archive folder)
+    features = read_cache(work.path(setting.name))
+    keys = [key for split in ("train", "dev") for key in captions[split] if key in features]
+    if pictures_fingerprint(features, keys) != config["pictures"]:
+        print(f"Note: {path} was trained on the old pictures: `features` has encoded train or dev pictures again "
+              f"since (changed ones, or ones that had no features). Train again ({again}) to learn from them.")
 
 
 def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureSet:
@@ -255,6 +282,7 @@ def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureS
     return features
 
 
+@stage("evaluate")
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
              model_name: str = DEFAULT_MODEL) -> dict:
     """BLEU-1..4 and CIDEr-D of generated captions on a split, beside the human baseline, the floor and repetition.
@@ -318,6 +346,7 @@ def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[ke
     return load_trained(work, model_name)
 
 
+@stage("caption")
 def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
                   model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
     """Caption any image files with the trained model (or the shipped one): (path -> caption, path -> why it could

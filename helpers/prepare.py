@@ -8,14 +8,14 @@ files it needs move to `archive/<time>/` first (a work folder of their own): not
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shutil
 import time
 from pathlib import Path
 
-from helpers.dataset import CaptionDataset, load_dataset
+from helpers.dataset import CaptionDataset, load_dataset, split_lists_help
 from helpers.errors import DatasetError, WorkFolderError
-from helpers.files import fingerprint, json_text, replace_together
+from helpers.files import fingerprint, json_text, replace_together, room_for, stage
 from helpers.layouts.base import SPLITS
 from helpers.paths import fixture_dir
 from helpers.vocabulary import Vocabulary
@@ -48,6 +48,7 @@ def summarise(data: CaptionDataset, vocab: Vocabulary, min_count: int, captions:
     }
 
 
+@stage("prepare")
 def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int = MIN_COUNT) -> dict:
     """Load, clean and split the captions, build the vocabulary on train; write the three prepared files together.
 
@@ -57,9 +58,11 @@ def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int 
     empty = [s for s in SPLITS if not data.splits[s]]
     if empty:
         splits = f"{' and '.join(empty)} split{'s' if len(empty) > 1 else ''}"
-        raise DatasetError(f"The {splits} of {data.root} {'have' if len(empty) > 1 else 'has'} no image with captions "
-                           f"(the split came from {data.split_source}). Check that those lists name images of this "
-                           "dataset, and that the images are there.")
+        lists = split_lists_help(data)
+        why = f": {lists}" if lists else (f" (the split came from {data.split_source}). Check that those lists name "
+                                           "images of this dataset, and that the images are there.")
+        raise DatasetError(f"The {splits} of {data.root} {'have' if len(empty) > 1 else 'has'} no image with "
+                           f"captions{why}")
     captions = {s: data.split_captions(s) for s in SPLITS}
     vocab = Vocabulary.build((c for caps in captions["train"].values() for c in caps), min_count=min_count)
     summary = summarise(data, vocab, min_count, captions)
@@ -74,6 +77,7 @@ def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int 
     return {**summary, "archived": str(archived[0]) if archived[0] else None}
 
 
+@stage("prepare")
 def save_vocabulary(work: Workspace, vocab: Vocabulary, min_count: int) -> Path | None:
     """Replace the work folder's vocabulary (notebook 02 does, with its own min_count), keeping dataset.json in step.
 
@@ -95,8 +99,8 @@ def archive_stale_model(work: Workspace, fingerprints: dict) -> Path | None:
     stale = []
     for files in work.models():
         try:
-            trained_on = json.loads(files.record.read_text(encoding="utf-8")).get("fingerprints", {})
-        except (OSError, ValueError):
+            trained_on = files.read_record()["fingerprints"] if files.record.exists() else {}
+        except WorkFolderError:  # a damaged record: the model cannot be used here either
             trained_on = {}
         if any(trained_on.get(k) != v for k, v in fingerprints.items()):
             stale.append(files)
@@ -105,10 +109,7 @@ def archive_stale_model(work: Workspace, fingerprints: dict) -> Path | None:
     folder = work.path("archive") / time.strftime("%Y%m%d-%H%M%S")
     while folder.exists():
         folder = folder.with_name(folder.name + "+")
-    folder.mkdir(parents=True)
-    for name in PREPARED:
-        if work.path(name).exists():
-            shutil.copy2(work.path(name), folder / name)
+    _copy_prepared(work, folder)
     for files in stale:
         for path in files.files():
             path.replace(folder / path.name)
@@ -116,6 +117,21 @@ def archive_stale_model(work: Workspace, fingerprints: dict) -> Path | None:
     print(f"The trained model ({names}) in {work.root} was trained on other captions or another vocabulary: moved "
           f"it, with the files it needs, to {folder} (evaluate it there with --out {folder}).")
     return folder
+
+
+def _copy_prepared(work: Workspace, folder: Path) -> None:
+    """Copy the prepared files into a new archive folder; on any error (a full disk) remove the folder again."""
+    copies = [work.path(name) for name in PREPARED if work.path(name).exists()]
+    try:
+        with room_for(folder / PREPARED[0], sum(path.stat().st_size for path in copies)):
+            folder.mkdir(parents=True)
+            for path in copies:
+                shutil.copy2(path, folder / path.name)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # archive/ itself, when this was to be its first folder
+        raise
 
 
 def load_prepared(work: Workspace) -> tuple[dict, Vocabulary, dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ PRODUCED_BY = {
     "model.json": "`python -m helpers train` (or notebook 05)",
     "history.json": "`python -m helpers train` (or notebook 05)",
 }
+# What a model's .json record must hold for the course to use it (a record edited by hand may not).
+RECORD_KEYS = {"decoder": str, "encoder": str, "weights": str, "image_size": int, "pooling": str, "fingerprints": dict,
+               "status": str, "model_sha1": str}
+KERAS_MEMBERS = {"config.json", "model.weights.h5"}  # the files in every .keras archive
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,40 @@ class ModelFiles:
         """The command that trains this model again."""
         return "`python -m helpers train`" + ("" if self.name == DEFAULT_MODEL else f" --model {self.name}")
 
+    def read_record(self) -> dict:
+        """The model's .json record; a WorkFolderError saying it is damaged if it is not one the course wrote."""
+        try:
+            record = json.loads(self.record.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise self.damaged(self.record, f"{type(error).__name__}: {error}") from error
+        if not isinstance(record, dict):
+            raise self.damaged(self.record, f"a JSON {type(record).__name__}, not a record of training")
+        wrong = [key for key, kind in RECORD_KEYS.items() if not isinstance(record.get(key), kind)]
+        if wrong:
+            raise self.damaged(self.record, f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} missing or "
+                                            "not what training writes")
+        return record
+
+    def checkpoint_damage(self) -> str | None:
+        """Why the .keras file is not a whole Keras archive (cut off, emptied, bits flipped, not a zip), or None."""
+        try:
+            with zipfile.ZipFile(self.keras) as archive:
+                broken, members = archive.testzip(), set(archive.namelist())
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            return f"{type(error).__name__}: {error}"
+        if broken:
+            return f"BadZipFile: {broken} in it fails its CRC check"
+        if missing := KERAS_MEMBERS - members:
+            return f"a zip file without {' and '.join(sorted(missing))}: not a Keras model"
+        return None
+
+    def damaged(self, path: Path, reason: str) -> WorkFolderError:
+        """The error for this model's checkpoint or record being damaged: train again, or use a copy in archive/."""
+        copies = sorted(self.root.glob(f"archive/*/{self.keras.name}"))
+        kept = f", or use the copy in {copies[-1].parent} (--out {copies[-1].parent})" if copies else ""
+        return WorkFolderError(f"{path} is damaged ({reason}): run {self.train_command()} again (not --resume: "
+                               f"it needs a whole checkpoint and its record){kept}.")
+
     def files(self) -> list[Path]:
         """Every file of this model that exists."""
         fixed = [self.keras, self.record, self.history]
@@ -83,7 +122,12 @@ class Workspace:
         if root.exists() and not root.is_dir():
             raise WorkFolderError(f"The work folder {root} is a file, not a folder: pass another --out "
                                   "(COURSE_WORK_DIR in a notebook), or move the file away.")
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkFolderError(f"cannot make the work folder {root}: {error.strerror} when making "
+                                  f"{error.filename or root}; use --out with a folder you can write to "
+                                  "(COURSE_WORK_DIR in a notebook)") from error
 
     def path(self, name: str) -> Path:
         """Path of a file in the work folder (it may not exist yet)."""

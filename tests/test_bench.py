@@ -6,6 +6,7 @@ positive numbers under the expected keys.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -168,3 +169,60 @@ def test_flickr8k_text_figures_from_a_captions_file(tmp_path):
     assert result["dev_words_unknown"][1] == 1 / 6  # "girl"
     assert result["vocabulary_tokens"][10] == 4 + len({"a", "boy", "runs", "on", "the", "grass"})
     assert flickr8k_text.lines(result)[0] == "captions.txt: 15 caption rows of 5 images (1 in no official split)"
+
+
+def _quiet(*args, **kwargs) -> None:
+    """A `log` that prints nothing."""
+
+
+def test_the_real_benchmark_runs_every_stage_on_the_fixture(tmp_path):
+    """`python -m bench --real` on the first 8 images of each fixture split, tiny: every stage in its own process,
+    every model scored on dev and test at every width, results.json, results.md and the gallery."""
+    from bench import real
+    from helpers.paths import fixture_dir
+
+    settings = real.Settings(str(fixture_dir()), str(tmp_path / "real"), image_size=64, seeds=(0,), epochs=1,
+                             fine_tune_epochs=1, limit=8, units=16, meteor=False)
+    results = real.run(settings, log=_quiet)
+    saved = json.loads((tmp_path / "real" / "results.json").read_text())
+    assert set(saved["stages"]) == set(real.stage_names(settings)) == {
+        "prepare", "features", "train_merge_s0", "train_inject", "train_attention", "frozen", "fine_tune", "evaluate"}
+    for figures in saved["stages"].values():
+        assert figures["seconds"] > 0 and figures["process_seconds"] > figures["seconds"]
+        assert figures["peak_rss_mb"] > 100  # TensorFlow alone is several hundred MiB; prepare reads the captions
+    assert saved["data"]["splits"] == {"train": 8, "dev": 8, "test": 8}
+    assert saved["encoder"]["encoder"] == "mobilenet_v2" and saved["encoder"]["image_size"] == 64
+    assert set(saved["scores"]) == set(real.all_models(settings))
+    for name, splits in saved["scores"].items():
+        dev = {int(width): scores["cider"] for width, scores in splits["dev"].items()}
+        assert saved["chosen_width"][name] in (1, 3, 5) and dev[saved["chosen_width"][name]] == max(dev.values())
+        for scores in splits["test"].values():
+            assert all(0 <= scores[k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
+            assert scores["cider"] >= 0 and scores["meteor"] is None and 1 <= scores["distinct_captions"] <= 8
+            assert 0 <= scores["vs_the_humans_references"]["bleu1"] <= 1
+    assert all(0 <= saved["human"][k] <= 1 for k in ("bleu1", "bleu4")) and saved["rounds"] == 5
+    assert saved["comparisons"]["fine-tuned - frozen"]["1"]["bleu1"]["seed_spread"] == 0  # one seed
+    test_keys = set(json.loads((tmp_path / "real" / "work" / "captions.json").read_text())["test"])
+    page = (tmp_path / "real" / "gallery.html").read_text()
+    shown = {Path(src.split('"')[0]).name for src in page.split('src="file://')[1:]}
+    assert shown == test_keys  # fewer than 24 test photos: all of them, linked where they are
+    assert not list((tmp_path / "real").rglob("*.jpg"))  # linked, never copied
+    markdown = (tmp_path / "real" / "results.md").read_text()
+    assert "| merge_s0 | greedy" in markdown and "human vs the other 4" in markdown
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "real" / "stages").iterdir()}
+    assert real.run(settings, log=_quiet)["scores"] == results["scores"]  # resumed: nothing redone
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "real" / "stages").iterdir()}
+    with pytest.raises(SystemExit, match="other settings"):
+        real.run(dataclasses.replace(settings, epochs=2))
+
+
+def test_a_limited_view_links_the_original_layout_and_writes_short_split_lists(original_dir, tmp_path):
+    from bench.real import limited_view
+    from helpers.dataset import load_dataset
+
+    view = limited_view(original_dir, tmp_path / "view", 1)
+    assert (view / "Flickr8k_text" / "Flickr8k.token.txt").is_symlink() and (view / "Flicker8k_Dataset").is_symlink()
+    data = load_dataset(view)
+    assert data.layout == "original" and {s: len(keys) for s, keys in data.splits.items()} == {
+        "train": 1, "dev": 1, "test": 1}
+    assert data.captions == load_dataset(original_dir).captions

@@ -16,7 +16,9 @@ from helpers.dataset import DOWNLOAD_HELP, detect_layout, load_dataset
 from helpers.errors import DatasetError
 from helpers.extraction import extract_features
 from helpers.feature_cache import read_cache
-from tests.conftest import CAPTIONS, write_image
+from helpers.prepare import prepare
+from helpers.workspace import Workspace
+from tests.conftest import CAPTIONS, SPLITS, write_image, write_splits
 
 SIZE = 71
 FEATURE_DIM = 2048
@@ -79,6 +81,31 @@ def test_nested_original_images_folder_from_some_unzippers(original_dir):
     found = detect_layout(original_dir)
     assert (found.layout, found.images_dir) == ("original", original_dir / "Flickr8k_Dataset" / "Flicker8k_Dataset")
     assert len(load_dataset(original_dir).captions) == len(CAPTIONS)
+
+
+def test_original_split_lists_at_the_folders_root_are_read(original_dir):
+    """The original release keeps them in Flickr8k_text/; some copies have them beside it instead."""
+    for path in (original_dir / "Flickr8k_text").glob("Flickr_8k.*"):
+        path.rename(original_dir / path.name)
+    assert load_dataset(original_dir).splits == SPLITS
+
+
+@pytest.mark.parametrize("layout, place", [("kaggle", ""), ("original", "Flickr8k_text")])
+def test_a_dataset_of_other_images_without_split_lists_is_told_how_to_give_its_own(request, tmp_path, layout, place):
+    root = request.getfixturevalue(f"{layout}_dir")
+    for path in root.rglob("Flickr_8k.*"):
+        path.unlink()
+    work = Workspace(tmp_path / "work")
+    with pytest.raises(DatasetError) as error:
+        prepare(work, root)
+    assert str(error.value) == (
+        f"The train and dev and test splits of {root} have no image with captions: it has no split lists of its own, "
+        "and the official Flickr8k lists name none of its images. Write the names of the images of each split, one "
+        f"a line, to {root / place / 'Flickr_8k.trainImages.txt'}, Flickr_8k.devImages.txt and "
+        "Flickr_8k.testImages.txt beside it, then run prepare again.")
+    assert not work.path("captions.json").exists()
+    write_splits(root / place)  # as the message says
+    assert prepare(work, root)["splits"] == {split: len(keys) for split, keys in SPLITS.items()}
 
 
 # --- Caption files -----------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import keras
@@ -24,8 +27,9 @@ from PIL import Image
 
 from helpers import cli, pipeline
 from helpers.errors import WorkFolderError
+from helpers.fixture_layouts import write_fixture_layout
 from helpers.paths import fixture_dir
-from helpers.prepare import save_vocabulary
+from helpers.prepare import PREPARED, save_vocabulary
 from helpers.vocabulary import Vocabulary
 from helpers.workspace import Workspace
 
@@ -68,9 +72,39 @@ def refused(capsys, *args: str) -> str:
     return err
 
 
+def dot_files(folder: Path) -> list[str]:
+    """Hidden files anywhere under `folder`: the temporary files of atomic writes."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def assert_full_disk(message: str, stage: str, folder: Path, name: str, size: int) -> None:
+    """One line that names the stage, the folder and the file, and asks for about the room the write takes."""
+    assert message.startswith(f"error: the disk is full (No space left on device): `python -m helpers {stage}` "
+                              "needs about "), message
+    assert f" free in {folder} to write {name}, and " in message and message.count("\n") == 1, message
+    assert message.rstrip().endswith("then run it again; what was saved before is intact"), message
+    number, unit = re.search(r"needs about ([\d.]+) (bytes|KB|MB|GB) free", message).groups()
+    asked = float(number) * {"bytes": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+    assert 0.95 * size <= asked <= 1.2 * size, (asked, size)
+
+
+def full_disk_save(sizes: list[int], measure: Path):
+    """A stand-in for keras.Model.save on a full disk: it measures what the real save writes (into `measure`),
+    then writes the first bytes of the model and fails as h5py and zipfile do, naming no file."""
+    real_save = keras.Model.save
+
+    def save(self, path, *args, **kwargs):
+        real_save(self, measure)
+        sizes.append(measure.stat().st_size)
+        Path(path).write_bytes(b"PK\x03\x04 the first bytes of a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return save
+
+
 def test_a_matching_folder_evaluates(work, capsys):
     assert run("evaluate", "--out", str(work)) == 0
-    assert "Scores on" in capsys.readouterr().out
+    assert "BLEU on" in capsys.readouterr().out
     config = json.loads((work / "model.json").read_text())
     assert config["status"] == "complete" and config["fingerprints"] == json.loads(
         (work / "dataset.json").read_text())["fingerprints"]
@@ -150,6 +184,126 @@ def pipeline_prepare(work: Path, **options):
     return prepare(Workspace(work), **options)
 
 
+def test_a_full_disk_during_prepare_asks_room_for_its_three_files(work, capsys, monkeypatch):
+    before = hashes(work)
+    size = sum((work / name).stat().st_size for name in PREPARED)  # the same data again: the same three files
+    real_write = Path.write_bytes
+
+    def full(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    message = refused(capsys, "prepare", "--out", str(work))
+    monkeypatch.undo()
+    assert_full_disk(message, "prepare", work, "captions.json", size)
+    assert hashes(work) == before and not dot_files(work)
+
+
+def test_a_prepare_stopped_by_a_full_disk_while_archiving_leaves_no_archive_folder(work, capsys, monkeypatch):
+    """Another vocabulary moves the model to archive/<date-time>/ with copies of the prepared files it needs:
+    the disk fills up while they are copied, so that folder goes again, and the model stays where it was."""
+    before = hashes(work)
+    size = sum((work / name).stat().st_size for name in PREPARED)
+
+    def full(source, target):
+        Path(target).write_bytes(Path(source).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr("helpers.prepare.shutil.copy2", full)
+    message = refused(capsys, "prepare", "--min-count", "2", "--out", str(work))
+    assert_full_disk(message, "prepare", work, "captions.json", 2 * size)  # the new files, and the copies
+    assert not (work / "archive").exists() and hashes(work) == before and not dot_files(work)
+
+
+def test_a_cache_part_cut_short_by_a_full_disk_leaves_the_cache_as_it_was(work, capsys, monkeypatch):
+    """NumPy reports a short write with its own OSError, without errno: `N requested and M written`."""
+    from helpers import feature_cache
+
+    before = hashes(work)
+    sizes = []
+
+    def cut_short(file, array, **kwargs):
+        sizes.append(array.nbytes)
+        Path(file).write_bytes(b"\x93NUMPY" + bytes(4089))
+        raise OSError(f"{array.nbytes} requested and 4096 written")
+
+    monkeypatch.setattr(feature_cache.np, "save", cut_short)
+    message = refused(capsys, "features", "--image-size", "64", "--out", str(work))  # a new cache: all to encode
+    cache = work / pipeline.feature_setting(Workspace(work), image_size=64).name
+    assert_full_disk(message, "features", cache, "part-0000.npy", sizes[-1])
+    assert sizes[-1] == 440 * 1280 * 4  # every fixture image's MobileNetV2 vector, in float32
+    assert hashes(work) == before and not dot_files(work)
+
+
+def test_a_full_disk_at_the_checkpoint_asks_room_for_the_model(work, tmp_path, capsys, monkeypatch):
+    before, sizes = hashes(work), []
+    monkeypatch.setattr(keras.Model, "save", full_disk_save(sizes, tmp_path / "measured.keras"))
+    message = refused(capsys, "train", "--out", str(work), *TRAIN)
+    assert_full_disk(message, "train", work, "model.keras", sizes[0])
+    assert hashes(work) == before and not dot_files(work)  # the model, its record and history as they were
+
+
+def test_a_full_disk_while_fine_tuning_keeps_the_first_stage_model(work, tmp_path, capsys, monkeypatch):
+    stage_one, sizes = {}, []
+    real_fine_tune = cli.fine_tune
+
+    def fine_tune_on_a_full_disk(*args, **kwargs):
+        stage_one.update(hashes(work))
+        monkeypatch.setattr(keras.Model, "save", full_disk_save(sizes, tmp_path / "measured.keras"))
+        return real_fine_tune(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "fine_tune", fine_tune_on_a_full_disk)
+    message = refused(capsys, "train", "--fine-tune", "--fine-tune-epochs", "1", "--out", str(work), *TRAIN[:-1], "1")
+    assert_full_disk(message, "train --fine-tune", work, "model.fine_tuning.keras", sizes[0])
+    assert hashes(work) == stage_one and not dot_files(work)
+
+
+def test_a_full_disk_while_evaluate_writes_its_scores(work, capsys, monkeypatch):
+    before, sizes = hashes(work), []
+    real_write = Path.write_bytes
+
+    def full(self, data):
+        sizes.append(len(data))
+        real_write(self, data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    message = refused(capsys, "evaluate", "--out", str(work))
+    monkeypatch.undo()
+    assert_full_disk(message, "evaluate", work, "evaluation_test.json", sizes[0])
+    assert hashes(work) == before and not dot_files(work)
+
+
+KILLED_WHILE_SAVING = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import keras
+    from helpers import cli
+
+    def killed_while_saving(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\\x03\\x04 the first bytes of a model")
+        os.kill(os.getpid(), 9)  # kill -9: no cleanup, no finally
+
+    keras.Model.save = killed_while_saving
+    cli.main(["train", "--out", sys.argv[1], "--image-size", "71", "--units", "16", "--epochs", "1"])
+""")
+
+
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_run(work):
+    before = hashes(work)
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, str(work)], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]
+    [left] = dot_files(work)
+    assert re.fullmatch(r"\.model\.keras\.\d+\.tmp\.keras", left)
+    assert {k: v for k, v in hashes(work).items() if k != left} == before
+    for name in ("captions.json", "evaluation_test.json"):  # as a killed prepare or evaluate leaves them
+        (work / f".{name}.4194303.tmp").write_text("the first bytes")
+    assert run("train", "--out", str(work), *TRAIN) == 0
+    assert run("prepare", "--out", str(work)) == 0 and run("evaluate", "--out", str(work)) == 0
+    assert dot_files(work) == []
+
+
 def test_a_model_on_disk_is_never_seen_half_written(trained_folder, tmp_path):
     """While `train` runs in another process, a reader keeps loading model.keras: it always loads."""
     work = Path(shutil.copytree(trained_folder, tmp_path / "work"))
@@ -218,6 +372,26 @@ def test_pictures_replaced_under_the_same_names_are_refused_then_encoded_again(w
     assert "python -m helpers features" in message
     assert run("features", "--out", str(work), "--image-size", str(SIZE)) == 0
     assert run("evaluate", "--out", str(work)) == 0
+
+
+def test_a_model_trained_on_pictures_encoded_again_since_says_so(work, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(fixture_dir(), images)
+    assert run("prepare", "--data", str(images), "--out", str(work)) == 0  # same captions: the model stays
+    model = {k: v for k, v in hashes(work).items() if k.startswith("model.")}
+    train_key = sorted(json.loads((work / "captions.json").read_text())["train"])[0]
+    Image.new("RGB", (160, 160), (250, 0, 250)).save(images / "Images" / train_key)
+    assert run("features", "--out", str(work), "--image-size", str(SIZE)) == 0  # encodes it again
+    capsys.readouterr()
+    note = (f"Note: {work / 'model.keras'} was trained on the old pictures: `features` has encoded train or dev "
+            "pictures again since (changed ones, or ones that had no features). Train again")
+    assert run("evaluate", "--out", str(work)) == 0 and note in capsys.readouterr().out
+    assert run("caption", str(images / "Images" / train_key), "--out", str(work)) == 0
+    assert note in capsys.readouterr().out
+    assert {k: v for k, v in hashes(work).items() if k.startswith("model.")} == model
+    assert run("train", "--out", str(work), *TRAIN) == 0  # what the note advises
+    capsys.readouterr()
+    assert run("evaluate", "--out", str(work)) == 0 and "old pictures" not in capsys.readouterr().out
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(work, capsys):
@@ -316,6 +490,25 @@ def test_an_unbalanced_quote_is_reported_with_its_line(kaggle_dir, tmp_path, cap
     assert summary["captions"] == 9  # every other row was read again after the broken one
 
 
+def test_train_says_when_no_train_picture_could_be_read(tmp_path, capsys):
+    """Running features again cannot help here: train says that the pictures are unreadable, and where features
+    recorded why."""
+    data = write_fixture_layout("kaggle", tmp_path / "data", every=5)
+    train = (data / "Flickr_8k.trainImages.txt").read_text().split()
+    for name in train:
+        (data / "Images" / name).write_bytes(b"<html>404 Not Found</html>")
+    out = tmp_path / "work"
+    assert run("prepare", "--data", str(data), "--out", str(out)) == 0
+    assert run("features", "--image-size", str(SIZE), "--out", str(out)) == 0
+    before = hashes(out)
+    message = refused(capsys, "train", "--out", str(out), *TRAIN)
+    index = out / pipeline.feature_setting(Workspace(out), image_size=SIZE).name / "index.json"
+    assert f"None of the {len(train)} train pictures could be read, so none has features" in message
+    assert f'(kept under "failed" in {index}), e.g. {train[0]}: not an image format Pillow can read' in message
+    assert "Replace those pictures" in message and "first" not in message
+    assert hashes(out) == before
+
+
 def test_caption_says_what_to_do_with_urls_and_fails_when_it_captioned_nothing(work, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("caption", "https://example.com/dog.jpg", str(tmp_path / "empty"), str(tmp_path / "nowhere.jpg"),
@@ -348,6 +541,104 @@ def test_damaged_work_files_are_named_with_the_stage_that_rewrites_them(work, ca
         (work / name).write_bytes(damage)
     message = refused(capsys, "evaluate", "--out", str(work))
     assert expected in message and "run `python -m helpers" in message
+
+
+def flip_a_byte_of_the_weights(path: Path) -> None:
+    """One bit pattern changed in the middle of the weights inside the .keras archive (a bad disk, a bad copy)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {
+    "cut off": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
+    "emptied": lambda path: path.write_bytes(b""),
+    "bits flipped": flip_a_byte_of_the_weights,
+    "not a zip": lambda path: path.write_text("my notes, saved under the wrong name"),
+}
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("cut off", "BadZipFile: File is not a zip file"),
+    ("emptied", "BadZipFile: File is not a zip file"),
+    ("bits flipped", "BadZipFile: model.weights.h5 in it fails its CRC check"),
+    ("not a zip", "BadZipFile: File is not a zip file"),
+])
+def test_a_damaged_checkpoint_is_called_damaged_not_interrupted(work, capsys, damage, reason):
+    """Its SHA-1 no longer matches its record, as after a save that was stopped; but it is no whole zip, so the
+    advice is to train again, not --resume (which could not load it)."""
+    DAMAGES[damage](work / "model.keras")
+    before = hashes(work)
+    expected = (f"error: {work / 'model.keras'} is damaged ({reason}): run `python -m helpers train` again (not "
+                "--resume: it needs a whole checkpoint and its record).\n")
+    assert refused(capsys, "evaluate", "--out", str(work)) == expected
+    assert refused(capsys, "caption", str(fixture_dir() / "Images"), "--out", str(work)) == expected
+    assert refused(capsys, "train", "--resume", "--out", str(work), *TRAIN) == expected
+    assert hashes(work) == before
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda record: "", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+    (lambda record: json.dumps({k: v for k, v in record.items() if k != "encoder"}),
+     "its encoder is missing or not what training writes"),
+    (lambda record: json.dumps({**record, "fingerprints": None, "image_size": "71"}),
+     "its image_size, fingerprints are missing or not what training writes"),
+    (lambda record: json.dumps(list(record)), "a JSON list, not a record of training"),
+])
+def test_an_emptied_or_edited_record_is_called_damaged(work, capsys, edit, reason):
+    (work / "model.json").write_text(edit(json.loads((work / "model.json").read_text())))
+    before = hashes(work)
+    expected = f"error: {work / 'model.json'} is damaged ({reason}): run `python -m helpers train` again"
+    assert refused(capsys, "evaluate", "--out", str(work)).startswith(expected)
+    assert refused(capsys, "train", "--resume", "--out", str(work), *TRAIN).startswith(expected)
+    assert hashes(work) == before
+
+
+def test_a_damaged_model_points_to_the_copy_in_the_archive_and_that_advice_works(work, capsys):
+    kept = work / "archive" / "20261201-101500"
+    kept.mkdir(parents=True)
+    for name in ("model.keras", "model.json", "history.json", *PREPARED):
+        shutil.copy2(work / name, kept / name)
+    DAMAGES["cut off"](work / "model.keras")
+    message = refused(capsys, "evaluate", "--out", str(work))
+    assert message.endswith(f"(not --resume: it needs a whole checkpoint and its record), or use the copy in {kept} "
+                            f"(--out {kept}).\n")
+    assert run("features", "--image-size", str(SIZE), "--out", str(kept)) == 0
+    assert run("evaluate", "--out", str(kept)) == 0
+
+
+def test_a_work_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, monkeypatch):
+    """--out a new folder inside a read-only one (or on a read-only file system) is refused like a read-only
+    folder is."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == locked:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    out = locked / "new" / "deeper"
+    assert refused(capsys, "prepare", "--out", str(out)) == (
+        f"error: cannot make the work folder {out}: Read-only file system when making {locked / 'new'}; use --out "
+        "with a folder you can write to (COURSE_WORK_DIR in a notebook)\n")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write in any folder")
+def test_a_work_folder_in_a_folder_without_write_permission_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        message = refused(capsys, "features", "--out", str(locked / "new"))
+    finally:
+        locked.chmod(0o755)
+    assert f"cannot make the work folder {locked / 'new'}: Permission denied when making {locked / 'new'}" in message
 
 
 def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
@@ -431,7 +722,11 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "with the files it needs, to", "leaves no word", "beam width must be",
                    "No image was captioned", "download the picture first", "needs a newer TensorFlow/Keras",
                    "The demo needs Gradio", "choose another with --port", "No photo yet", "try a JPEG or PNG photo",
-                   "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already"):
+                   "No photo to search", "--fine-tune trains the merge or inject decoder", "is fine-tuned already",
+                   "the disk is full (", "then run it again; what was saved before is intact",
+                   "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
+                   "or use the copy in", "could be read, so none has features", "has no split lists of its own",
+                   "was trained on the old pictures", "not what training writes"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 

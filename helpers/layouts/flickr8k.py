@@ -4,8 +4,9 @@ Kaggle (adityajn105/flickr8k):       Images/*.jpg + captions.txt (CSV with an `i
 Original (Flickr8k_Dataset.zip +     Flicker8k_Dataset/*.jpg (sic) + Flickr8k_text/Flickr8k.token.txt
           Flickr8k_text.zip):        (`name.jpg#k<TAB>caption`) + Flickr8k_text/Flickr_8k.*Images.txt
 
-Both use the official 6,000 / 1,000 / 1,000 split: the dataset's own split lists where it has them, else the
-ones that ship with the course (the Kaggle copy has none).
+Both use the official 6,000 / 1,000 / 1,000 split: the dataset's own split lists where it has them (beside the
+captions, or in the other layout's place for them), else the ones that ship with the course (the Kaggle copy has
+none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ORIGINAL_IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "Flickr8k_Datase
                        "Flickr8k_Dataset/Flickr8k_Dataset")
 KAGGLE_CAPTIONS = "captions.txt"
 TOKEN_FILE = "Flickr8k_text/Flickr8k.token.txt"
+SPLIT_FOLDERS = {"kaggle": ("", "Flickr8k_text"), "original": ("Flickr8k_text", "")}  # where each looks, in order
 
 
 def read_kaggle_captions(path: Path) -> tuple[list[Row], list[Skipped]]:
@@ -75,10 +77,11 @@ def read_token_captions(path: Path) -> tuple[list[Row], list[Skipped]]:
     return rows, skipped
 
 
-def read_split_lists(folder: Path) -> tuple[dict[str, list[str]], str]:
-    """The Flickr8k split lists in `folder` if all three are there, else the official ones shipped with the course."""
-    if not all((folder / f).is_file() for f in SPLIT_FILES.values()):
-        folder = official_splits_dir()
+def read_split_lists(*folders: Path) -> tuple[dict[str, list[str]], str]:
+    """The Flickr8k split lists of the first of `folders` that holds all three, else the official ones shipped with
+    the course."""
+    has_all = (folder for folder in folders if all((folder / f).is_file() for f in SPLIT_FILES.values()))
+    folder = next(has_all, official_splits_dir())
     files = {s: folder / f for s, f in SPLIT_FILES.items()}
     return {s: read_name_list(path) for s, path in files.items()}, ", ".join(str(p) for p in files.values())
 
@@ -97,17 +100,17 @@ def _detect_original(root: Path) -> Found | None:
     return None
 
 
-def _read(reader, split_folder):
+def _read(reader, layout: str):
     def read(root: Path, found: Found) -> LayoutRows:
         rows, skipped = reader(found.captions_file)
-        splits, source = read_split_lists(split_folder(root))
+        splits, source = read_split_lists(*(root / folder for folder in SPLIT_FOLDERS[layout]))
         return LayoutRows(rows, skipped, splits, split_source=source)
 
     return read
 
 
 KAGGLE = Layout("kaggle", "Images/ + captions.txt (Kaggle adityajn105/flickr8k)", _detect_kaggle,
-                _read(read_kaggle_captions, lambda root: root))
+                _read(read_kaggle_captions, "kaggle"))
 ORIGINAL = Layout("original", "Flicker8k_Dataset/ + Flickr8k_text/Flickr8k.token.txt (the original release)",
-                  _detect_original, _read(read_token_captions, lambda root: root / "Flickr8k_text"))
+                  _detect_original, _read(read_token_captions, "original"))
 LAYOUTS = (KAGGLE, ORIGINAL)
