@@ -119,6 +119,17 @@ def choose_encoder(encoder: str = AUTO, weights: str | Path = AUTO, fixture: boo
                                                       "Flickr8k where its weights can be downloaded.")
 
 
+def size_note(name: str, weights: str | Path, image_size: int | None) -> str:
+    """One line when trained weights are used at another size than they were trained at (allowed: the networks are
+    convolutional, and small pictures are fast), else ""."""
+    spec = encoder_spec(name)
+    if weights_label(weights) == "none" or image_size in (None, spec.image_size):
+        return ""
+    scale = "smaller" if image_size < spec.image_size else "larger"
+    return (f"Note: {spec.keras_class}'s weights were trained on {spec.image_size} x {spec.image_size} pictures; at "
+            f"{image_size} x {image_size} things look {scale} to it than they did in training.")
+
+
 def weights_in_keras_folder(spec: EncoderSpec) -> bool:
     """Whether Keras has downloaded this encoder's ImageNet weights before (it looks there first)."""
     return (keras_models_dir() / spec.weights_file).is_file()
@@ -194,10 +205,6 @@ def build_encoder(name: str = DEFAULT_ENCODER, weights: str | Path | None = "ima
     label = weights_label(weights)
     if label == "none":
         return _seeded(lambda: build(weights=None, **options), seed)
-    if image_size != spec.image_size:
-        scale = "smaller" if image_size < spec.image_size else "larger"
-        print(f"Note: {spec.keras_class}'s weights were trained on {spec.image_size} x {spec.image_size} pictures; at "
-              f"{image_size} x {image_size} things look {scale} to it than they did in training.")
     if label == "imagenet" and spec.shipped:
         weights = shipped_weights(spec)
     elif label == "imagenet":

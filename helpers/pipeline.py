@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpers.decoders import DEFAULT_DECODER, decoder_spec
-from helpers.encoders import AUTO, EncoderChoice, choose_encoder
+from helpers.encoders import AUTO, EncoderChoice, choose_encoder, size_note
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
 from helpers.evaluation import like_for_like, most_frequent_caption, repetition_stats
 from helpers.extraction import extract_features
@@ -67,8 +67,9 @@ def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_siz
             pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
     """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
     choice = encoder_choice(work, encoder, weights)
-    if choice.note:
-        print(choice.note)
+    for note in (choice.note, size_note(choice.encoder, choice.weights, image_size)):
+        if note:
+            print(note)
     setting = CacheSetting.of(choice.encoder, choice.weights, image_size, pooling)
     return extract_features(images_of(work), work.path(setting.name), encoder=choice.encoder, weights=choice.weights,
                             image_size=setting.image_size, pooling=pooling, batch_size=batch_size, progress=progress,

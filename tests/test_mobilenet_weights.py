@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import cli
 from helpers.encoders import (
     ENCODERS,
     SHIPPED_WEIGHTS_DIR,
@@ -22,6 +23,7 @@ from helpers.encoders import (
     choose_encoder,
     imagenet_classes,
     imagenet_labels,
+    size_note,
 )
 from helpers.errors import WeightsError
 from helpers.paths import data_dir, fixture_dir
@@ -142,9 +144,14 @@ def test_imagenet_weights_build_offline_as_vector_and_grid(monkeypatch):
     assert build_encoder("mobilenet_v2", "imagenet", pooling="none").output_shape == (None, 7, 7, 1280)
 
 
-def test_another_size_is_allowed_with_a_note(capsys):
+def test_another_size_is_allowed_with_a_note(tmp_path, capsys):
     assert build_encoder("mobilenet_v2", "imagenet", image_size=96).output_shape == (None, 1280)
-    assert "trained on 224 x 224 pictures; at 96 x 96 things look smaller" in capsys.readouterr().out
+    assert "trained on 224 x 224 pictures; at 96 x 96 things look smaller" in size_note("mobilenet_v2", "imagenet", 96)
+    assert size_note("mobilenet_v2", "imagenet", 224) == size_note("mobilenet_v2", "none", 96) == ""
+    for _ in range(2):  # said every time the features are asked for, cached or not
+        assert cli.main(["prepare", "--out", str(tmp_path)]) == 0
+        assert cli.main(["features", "--image-size", "32", "--out", str(tmp_path)]) == 0
+        assert "at 32 x 32 things look smaller to it" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("other", ["xception", "mobilenet_v2 at width 0.5"])
