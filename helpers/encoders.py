@@ -18,6 +18,7 @@ import functools
 import hashlib
 import os
 import random
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # TensorFlow takes seconds to import: load it only when an en
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # converted by tools/convert_mobilenet_v2.py
 AUTO = "auto"
+PROBE_SECONDS = 5  # how long "auto" waits to learn whether Xception's ImageNet weights can be downloaded
 POOLINGS = ("avg", "none")  # "avg": one vector per image; "none": the last feature map, a grid of vectors
 IMAGENET_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
@@ -142,6 +144,10 @@ def imagenet_weights_at_hand(name: str) -> bool:
     spec = encoder_spec(name)
     if spec.shipped or weights_in_keras_folder(spec):
         return True
+    try:  # a quiet look first: offline, Keras would print "Downloading data from ..." and then fail
+        urllib.request.urlopen(urllib.request.Request(spec.weights_url, method="HEAD"), timeout=PROBE_SECONDS).close()
+    except (OSError, ValueError):
+        return False
     import keras
 
     try:

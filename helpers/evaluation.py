@@ -25,15 +25,6 @@ BLEU_WEIGHTS = {
     "bleu3": (1 / 3, 1 / 3, 1 / 3),
     "bleu4": (1 / 4, 1 / 4, 1 / 4, 1 / 4),
 }
-# Published results on the Flickr8k test split (BLEU x 100), for the notebook's comparison table.
-# Show and Tell's are as Xu et al. report them; Tanti et al. report BLEU-4 (and METEOR, CIDEr) only.
-LITERATURE = {
-    "Show and Tell (Vinyals et al., 2015)": {"bleu1": 63.0, "bleu2": 41.0, "bleu3": 27.0},
-    "Show, Attend and Tell, soft (Xu et al., 2015)": {"bleu1": 67.0, "bleu2": 44.8, "bleu3": 29.9, "bleu4": 19.5},
-    "Show, Attend and Tell, hard (Xu et al., 2015)": {"bleu1": 67.0, "bleu2": 45.7, "bleu3": 31.4, "bleu4": 21.3},
-    "merge (Tanti et al., 2018)": {"bleu4": 17.8},
-    "init-inject (Tanti et al., 2018)": {"bleu4": 19.1},
-}
 # Words that a fluent caption repeats naturally ("a dog and a cat"); repeating any other word is a symptom.
 FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "of", "in", "on", "at", "with", "to", "is", "are", "while",
                             "his", "her", "their", "its"])

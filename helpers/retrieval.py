@@ -29,6 +29,7 @@ from helpers.feature_cache import CacheSetting
 from helpers.files import fingerprint, replacing
 from helpers.layouts import flickr8k
 from helpers.layouts.base import printable
+from helpers.literature import RETRIEVAL, literature_rows
 from helpers.paths import is_fixture_folder, official_splits_dir
 from helpers.vocabulary import PAD_ID, UNK_ID, Vocabulary
 from helpers.workspace import DEFAULT_MODEL, Workspace
@@ -188,14 +189,6 @@ def random_baseline(images: int, ks: Sequence[int] = (1, 5, 10)) -> dict:
     return {**{f"r@{k}": min(k / images, 1.0) for k in ks}, "median_rank": (images + 1) / 2}
 
 
-# Karpathy and Fei-Fei (2015), "Deep Visual-Semantic Alignments for Generating Image Descriptions", CVPR: image
-# search (a sentence ranks the images) on Flickr8k's 1,000 test images, their BRNN model (Table 5, in the paper's
-# supplementary material; the first arXiv version had it in the main text).
-LITERATURE = {"model": "BRNN (Karpathy and Fei-Fei, 2015, Deep Visual-Semantic Alignments for Generating Image "
-                       "Descriptions, Table 5, Flickr8k image search)",
-              "r@1": 0.118, "r@5": 0.321, "r@10": 0.447}
-
-
 def generic_captions(train: dict[str, list[str]], count: int = REFERENCES) -> list[str]:
     """A fixed sample of `count` train captions: what "explains any caption well" is measured on."""
     every = [caption for captions in train.values() for caption in captions]
@@ -313,7 +306,9 @@ def retrieval_scores(work: Workspace, split: str = "test", normalisation: str = 
     """Text-to-image retrieval on a split: every reference caption is a query, its own image the right answer.
 
     Recall@1/5/10 and median rank of the log-probability ranking (with `normalisation`) and of the overlap
-    ranking, beside every normalisation, a random ranking and, on Flickr8k's test split, LITERATURE.
+    ranking, beside every normalisation, a random ranking and, on Flickr8k's test split, the published rankings
+    (`helpers.literature.RETRIEVAL`). Also the protocol of Tanti et al.'s captioner-based retrieval: each image's
+    first caption the only query of that image ("first caption").
     """
     check_normalisation(normalisation)
     model, vocab, config = pipeline.load_trained(work, model_name)
@@ -326,13 +321,15 @@ def retrieval_scores(work: Workspace, split: str = "test", normalisation: str = 
     generic = [vocab.encode(c) for c in generic_captions(captions["train"])]
     prior = caption_log_probs(model, features, generic).mean(axis=0)
     by_normalisation = {n: recall_at_k(normalise(log_probs, n, average, prior), right) for n in NORMALISATIONS}
+    first = [right.index(i) for i in range(len(keys))]  # the row of each image's first caption
     generated = decode(model, features, vocab).captions
     return {"split": split, "images": len(keys), "queries": len(queries), "decoder": config["decoder"],
             "normalisation": normalisation,
             "rankings": {"log-prob": by_normalisation[normalisation],
-                         "overlap": recall_at_k(overlap_scores(queries, generated), right)},
+                         "overlap": recall_at_k(overlap_scores(queries, generated), right),
+                         "first caption": recall_at_k(log_probs[first], range(len(keys)))},
             "normalisations": by_normalisation, "random": random_baseline(len(keys)),
-            "literature": LITERATURE if is_flickr8k_test(work, split, keys) else None}
+            "literature": literature_rows(RETRIEVAL) if is_flickr8k_test(work, split, keys) else None}
 
 
 def _percent(row: dict) -> str:
@@ -345,13 +342,15 @@ def retrieval_table(result: dict) -> str:
              f"({result['decoder']} decoder):", f"  {'ranking':<36} R@1    R@5   R@10  median rank"]
     rows = {f"log-prob ({result['normalisation']})": result["rankings"]["log-prob"],
             "caption overlap (content-word F1)": result["rankings"]["overlap"],
+            "log-prob, first caption of each image": result["rankings"]["first caption"],
             **{f"  log-prob ({n})": row for n, row in result["normalisations"].items()
                if n != result["normalisation"]},
             "random": result["random"]}
     lines += [f"  {name:<36} {_percent(row)}  {row['median_rank']:8.1f}" for name, row in rows.items()]
-    if result["literature"]:
-        lines.append(f"  {'published BRNN (see below)':<36} {_percent(result['literature'])}")
-        lines.append(f"  published: {result['literature']['model']}")
+    for number, row in enumerate((result["literature"] or {}).values(), 1):
+        median = f"  {row['median_rank']:8.1f}" if "median_rank" in row else ""
+        lines.append(f"  {f'published [{number}]':<36} {_percent(row)}{median}")
+    lines += [f"  [{number}] {label}" for number, label in enumerate(result["literature"] or {}, 1)]
     return "\n".join(lines)
 
 

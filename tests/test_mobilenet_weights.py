@@ -183,3 +183,25 @@ def test_auto_means_a_real_encoder_everywhere(monkeypatch):
     assert choose_encoder("xception", "none", fixture=True).note == ""
     assert choose_encoder(weights="none").encoder == "xception"
     assert ENCODERS["mobilenet_v2"].shipped and not ENCODERS["xception"].shipped
+
+
+def test_offline_the_probe_for_xceptions_weights_is_quiet_and_keras_is_not_asked(monkeypatch, capsys):
+    import urllib.request
+
+    from keras.src.utils import file_utils
+
+    from helpers import encoders
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: pytest.fail("Keras was asked to download"))
+    monkeypatch.setattr(encoders, "keras_models_dir", lambda: Path("/nowhere"))
+    encoders.imagenet_weights_at_hand.cache_clear()
+    try:
+        assert encoders.imagenet_weights_at_hand("xception") is False
+        assert encoders.imagenet_weights_at_hand("mobilenet_v2") is True  # shipped: nothing to ask
+    finally:
+        encoders.imagenet_weights_at_hand.cache_clear()
+    assert capsys.readouterr().out == ""

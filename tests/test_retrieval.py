@@ -135,9 +135,10 @@ def test_log_prob_ranking_beats_random(scores, capsys):
         print("\n" + retrieval.retrieval_table(scores))
     assert scores["images"] == 60 and scores["queries"] == 300 and scores["literature"] is None
     random = scores["random"]
-    for ranking in ("log-prob", "overlap"):
+    for ranking in ("log-prob", "overlap", "first caption"):
         found = scores["rankings"][ranking]
         assert found["r@5"] > 2 * random["r@5"] and found["median_rank"] < random["median_rank"], ranking
+    assert scores["rankings"]["first caption"] != scores["rankings"]["log-prob"]  # 60 queries, not 300
     assert scores["normalisations"]["none"] == scores["normalisations"]["pmi"]  # a per-query shift ranks alike
     assert scores["rankings"]["log-prob"] == scores["normalisations"][retrieval.DEFAULT_NORMALISATION]
 
