@@ -44,7 +44,7 @@ def _print_prepare(summary: dict) -> None:
 
 
 EVALUATION_METRICS = (("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
-                      ("cider", "CIDEr-D"), ("meteor", "METEOR"))
+                      ("cider", "CIDEr-D"), ("rouge_l", "ROUGE-L"), ("meteor", "METEOR"))
 
 
 def _print_evaluation(result: dict) -> None:
@@ -53,9 +53,9 @@ def _print_evaluation(result: dict) -> None:
     same, floor = result["like_for_like"], result["floor"]
     n, each = same["rounds"], same["rounds"] - 1
     computed = [name for key, name in EVALUATION_METRICS[4:] if result.get(key) is not None]
+    how = f"sampled ({result['sampling']})" if result.get("sampling") else f"beam width {result['beam_width']}"
     print(f"BLEU on {result['images']} {result['split']} images{''.join(f', {name}' for name in computed)} "
-          f"({result['decoder']} decoder, {result['encoder']} features with {result['weights']} weights, beam width "
-          f"{result['beam_width']}):")
+          f"({result['decoder']} decoder, {result['encoder']} features with {result['weights']} weights, {how}):")
     columns = {("model", f"vs all {n} refs"): result, ("model", f"vs the human's {each}"): same["model"],
                ("human", f"vs the other {each}"): result["human"], ("floor", f"vs all {n} refs"): floor,
                ("floor", f"vs the human's {each}"): same["floor"]}
@@ -68,8 +68,9 @@ def _print_evaluation(result: dict) -> None:
           f"the human's {each}:\n   against those same {each} in each round; each averaged over the {n} rounds)")
     print(f"  (floor: the most frequent train caption, {floor['caption']!r}, written for every image)")
     rep = result["repetition"]
-    print(f"  {rep['distinct_caption_share']:.0%} of captions are distinct; {rep['repeated_word_share']:.0%} repeat a "
-          f"word; {rep['distinct_words']} distinct words used ({rep['vocabulary_used_share']:.0%} of the vocabulary)")
+    print(f"  {rep['distinct_caption_share']:.0%} of captions are distinct; {result['novel_share']:.0%} are not a "
+          f"train caption word for word; {rep['repeated_word_share']:.0%} repeat a word; {rep['distinct_words']} "
+          f"distinct words used ({rep['vocabulary_used_share']:.0%} of the vocabulary)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict:
@@ -127,15 +128,27 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     return _evaluate_captions(args)
 
 
+def _sampling(args: argparse.Namespace):
+    """The Sampling the options ask for (any of --temperature, --top-k, --top-p), or None: greedy or beam search."""
+    from helpers.decoding import Sampling
+
+    if args.temperature is None and args.top_k is None and args.top_p is None:
+        return None
+    return Sampling(1.0 if args.temperature is None else args.temperature, args.top_k,
+                    1.0 if args.top_p is None else args.top_p, args.sample_seed)
+
+
 def _evaluate_captions(args: argparse.Namespace) -> dict:
-    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor, model_name=args.model)
+    result = pipeline.evaluate(Workspace(args.out), args.split, args.beam, meteor=args.meteor, model_name=args.model,
+                               sampling=_sampling(args))
     _print_evaluation(result)
     return result
 
 
 def cmd_caption(args: argparse.Namespace) -> dict:
     paths, problems = find_image_files(args.images)
-    captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam, args.model) if paths else ({}, {})
+    captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam, args.model,
+                                              _sampling(args)) if paths else ({}, {})
     for name, caption in captions.items():
         print(f"{printable(name)}: {caption}")
     for line in problems + [f"{printable(name)}: could not be read ({reason})" for name, reason in failed.items()]:
@@ -279,6 +292,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="tf.distribute strategy: auto = mirrored on 2+ GPUs, else default (--batch-size is global)")
     beam = argparse.ArgumentParser(add_help=False)
     beam.add_argument("--beam", type=_positive, default=1, help="beam width (1 = greedy search)")
+    beam.add_argument("--temperature", type=float, default=None,
+                      help="sample each word instead, at this temperature (1: the model's own distribution)")
+    beam.add_argument("--top-k", type=int, default=None, help="sample from the K likeliest words only")
+    beam.add_argument("--top-p", type=float, default=None,
+                      help="sample from the fewest words whose probabilities reach P (nucleus sampling)")
+    beam.add_argument("--sample-seed", type=int, default=0, help="the seed of sampling (same seed, same captions)")
     split = argparse.ArgumentParser(add_help=False)
     split.add_argument("--split", default="test", choices=("train", "dev", "test"),
                        help="the split to score (report test; tune settings on dev)")

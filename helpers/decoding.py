@@ -1,13 +1,17 @@
-"""Write captions with a trained decoder: greedy or beam search, a whole batch of images at once.
+"""Write captions with a trained decoder: greedy search, beam search or sampling, a whole batch of images at once
+(notebook 06 teaches them).
 
     result = decode(model, features, vocab)                   # greedy: result.captions, result.ids
     result = decode(model, features, vocab, beam_width=3)     # beam search, the best of 3 beams per image
+    result = decode(model, features, vocab, sampling=Sampling(temperature=0.7, top_p=0.9, seed=1))  # drawn
 
 One path serves every decoder: each provides a `StepDecoder` (helpers/decoders/base.py) that advances one word
 at a time, and the search runs all its steps inside one compiled `tf.function`, hundreds of times faster than
 calling `model.predict` for every word (helpers/tutorial_baselines.py keeps that way, for comparison).
 Tokens the decoder may never write are ruled out: `<pad>`, `<start>` and `<unk>` (a caption would show a gap
-where it stood) always, and `<end>` as the first word, so no caption comes out empty.
+where it stood) always, and `<end>` as the first word, so no caption comes out empty. Sampling draws each word
+from the model's distribution, sharpened or flattened by a temperature and cut to the `top_k` likeliest words
+or to the smallest set whose probabilities add up to `top_p` (nucleus sampling); a seed makes it repeatable.
 """
 
 from __future__ import annotations
@@ -41,8 +45,64 @@ def next_word_log_probs(logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     return tf.nn.log_softmax(logits + mask, axis=-1)
 
 
-def greedy_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The most likely word at each of `steps` steps: (ids (B, steps), log-probabilities (B,), weights (B, steps, L)).
+@dataclass(frozen=True)
+class Sampling:
+    """Draw each word instead of taking the likeliest: at `temperature` (below 1 sharper, above 1 flatter), from
+    the `top_k` likeliest words only (None: all), or from the fewest whose probabilities reach `top_p` (1: all)."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.temperature, int | float) or not self.temperature > 0:
+            raise SettingError(f"The temperature must be above 0 (1: the model's own distribution; below 1 "
+                               f"sharper, above 1 flatter), not {self.temperature!r}.")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
+                                       or self.top_k < 1):
+            raise SettingError(f"top-k must be a whole number of at least 1 (the likeliest words to draw from), "
+                               f"or none at all, not {self.top_k!r}.")
+        if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
+            raise SettingError(f"top-p must be above 0 and at most 1 (the share of the probability to draw from; "
+                               f"1: all of it), not {self.top_p!r}.")
+
+    @property
+    def name(self) -> str:
+        """A short label, as evaluation files and tables name it: "sample_t0.7_p0.9_s1"."""
+        parts = [f"t{self.temperature:g}"] + ([f"k{self.top_k}"] if self.top_k else []) + \
+            ([f"p{self.top_p:g}"] if self.top_p < 1 else []) + [f"s{self.seed}"]
+        return "sample_" + "_".join(parts)
+
+
+def most_likely(log_probs: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    """Greedy search's choice: the likeliest word of each row (B,)."""
+    return tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+
+
+def drawn(sampling: Sampling, seed: tf.Tensor) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Sampling's choice at step t: one word per row, drawn (repeatably, from `seed`) from the filtered distribution."""
+
+    def choose(log_probs: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        scores = log_probs / sampling.temperature
+        if sampling.top_k is not None:  # keep the top_k likeliest words
+            kth = tf.math.top_k(scores, min(sampling.top_k, scores.shape[-1])).values[:, -1:]
+            scores = tf.where(scores < kth, -np.inf, scores)
+        if sampling.top_p < 1:  # keep the likeliest words until their probabilities reach top_p
+            ordered = tf.sort(scores, axis=-1, direction="DESCENDING")
+            before = tf.math.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+            cutoff = tf.reduce_min(tf.where(before < sampling.top_p, ordered, np.inf), axis=-1, keepdims=True)
+            scores = tf.where(scores < cutoff, -np.inf, scores)
+        draw = tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed[0], seed[1] * 1000 + t]))
+        return tf.cast(draw[:, 0], tf.int32)
+
+    return choose
+
+
+def greedy_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int, choose=most_likely
+                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One word at each of `steps` steps, the likeliest (or the one `choose` picks: sampling): (ids (B, steps),
+    log-probabilities (B,), weights (B, steps, L)).
 
     Runs inside a `tf.function`. After `<end>` a row only gets padding (and zero weights); the loop stops as soon
     as every row has ended.
@@ -56,8 +116,8 @@ def greedy_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int) -> tuple[
     for t in tf.range(steps):
         logits, state, weights = decoder.step(memory, words, state)
         log_probs = next_word_log_probs(logits, t)
-        best = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-        total += tf.where(finished, 0.0, tf.reduce_max(log_probs, axis=-1))
+        best = choose(log_probs, t)
+        total += tf.where(finished, 0.0, tf.gather(log_probs, best, batch_dims=1))
         words = tf.where(finished, PAD_ID, best)  # after <end>: padding
         chosen = chosen.write(t, words)
         looked = looked.write(t, tf.where(finished[:, None], 0.0, weights))
@@ -123,22 +183,25 @@ def best_beams(ids: np.ndarray, scores: np.ndarray, length_penalty: float = 0.0)
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
 
 
-def _compiled(model: keras.Model, steps: int, beam_width: int) -> Callable:
-    """The compiled search of one model, steps and beam width: built once, then reused (no retracing)."""
+def _compiled(model: keras.Model, steps: int, beam_width: int, sampling: Sampling | None) -> Callable:
+    """The compiled search of one model, steps, beam width and way of sampling: built once, then reused (no
+    retracing; the seed is an input, so another seed reuses it too)."""
     functions = _COMPILED.setdefault(model, {})
-    if (steps, beam_width) not in functions:
+    key = (steps, beam_width, sampling and (sampling.temperature, sampling.top_k, sampling.top_p))
+    if key not in functions:
         decoder = step_decoder_for(model)
         spec = tf.TensorSpec([None, *model.input["image"].shape[1:]], tf.float32)
 
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def search(features):
+        @tf.function(input_signature=[spec, tf.TensorSpec([2], tf.int32)], reduce_retracing=True)
+        def search(features, seed):
             if beam_width == 1:
-                ids, scores, weights = greedy_search(decoder, features, steps)
+                choose = drawn(sampling, seed) if sampling else most_likely
+                ids, scores, weights = greedy_search(decoder, features, steps, choose)
                 return ids[:, None], scores[:, None], weights[:, None]
             return beam_search(decoder, features, steps, beam_width)
 
-        functions[(steps, beam_width)] = search
-    return functions[(steps, beam_width)]
+        functions[key] = search
+    return functions[key]
 
 
 @dataclass
@@ -162,16 +225,22 @@ def check_beam_width(beam_width: int, vocab: Vocabulary) -> int:
 
 
 def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary, beam_width: int = 1,
-           keys: Sequence[str] | None = None, batch_size: int = 64, length_penalty: float = 0.0) -> Decoded:
-    """Captions for a batch of images: greedy search (beam_width 1) or the best of `beam_width` beams.
+           keys: Sequence[str] | None = None, batch_size: int = 64, length_penalty: float = 0.0,
+           sampling: Sampling | None = None) -> Decoded:
+    """Captions for a batch of images: greedy search (beam_width 1), the best of `beam_width` beams, or a caption
+    drawn word by word (`sampling`; the same seed, features and batch size give the same captions).
 
     features: an array (images, *feature shape), or a FeatureSet (or any mapping) with the `keys` to caption,
     read `batch_size` images at a time. Beams are ranked by log-probability / (words + 1) ** length_penalty:
     0 (the default) ranks by probability, which favours short captions; 1 by the mean log-probability per word.
+    The log-probabilities are the model's own (a sampled caption's, not the filtered distribution's).
     """
     check_beam_width(beam_width, vocab)
+    if sampling is not None and beam_width != 1:
+        raise SettingError(f"Sampling draws one caption a word at a time; beam search keeps the {beam_width} "
+                           "likeliest: choose one of them (beam width 1 with sampling).")
     steps = vocab.sequence_length
-    search = _compiled(model, steps, beam_width)
+    search = _compiled(model, steps, beam_width, sampling)
     count = len(keys) if keys is not None else len(features)
     parts = []
     for start in range(0, count, batch_size):
@@ -180,7 +249,8 @@ def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary
             batch = features.stack(chunk) if hasattr(features, "stack") else np.stack([features[k] for k in chunk])
         else:
             batch = np.asarray(features[start:start + batch_size])
-        ids, scores, weights = (x.numpy() for x in search(tf.constant(batch, dtype=tf.float32)))
+        seed = tf.constant([sampling.seed if sampling else 0, start // batch_size], tf.int32)
+        ids, scores, weights = (x.numpy() for x in search(tf.constant(batch, dtype=tf.float32), seed))
         best = best_beams(ids, scores, length_penalty) if beam_width > 1 else np.zeros(len(ids), dtype=int)
         rows = np.arange(len(ids))
         parts.append((ids[rows, best], scores[rows, best], weights[rows, best]))

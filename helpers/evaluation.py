@@ -99,14 +99,15 @@ def _mean_scores(scores: Sequence[dict[str, float | None]]) -> dict[str, float |
 
 def corpus_scores(corpora: Sequence[tuple[Sequence[Sequence[str]], Sequence[str]]],
                   meteor: bool = False) -> list[dict[str, float | None]]:
-    """BLEU-1..4, CIDEr-D and METEOR of each (references, hypotheses) corpus: {"bleu1": ..., "cider": ...,
-    "meteor": ...}. CIDEr-D is None without the eval extra; METEOR is None unless asked for (and without Java),
-    and is computed for every corpus in one Java process."""
+    """BLEU-1..4, CIDEr-D, ROUGE-L and METEOR of each (references, hypotheses) corpus: {"bleu1": ..., "cider": ...,
+    "rouge_l": ..., "meteor": ...}. CIDEr-D and ROUGE-L are None without the eval extra; METEOR is None unless
+    asked for (and without Java), and is computed for every corpus in one Java process."""
     ciders = [cider_score(*corpora[0])]  # None (said once) without the extra
     ciders += [None if ciders[0] is None else cider_score(refs, hyps) for refs, hyps in corpora[1:]]
+    rouges = [None if ciders[0] is None else rouge_l_score(refs, hyps) for refs, hyps in corpora]
     meteors = (meteor_scores(corpora) if meteor else None) or [None] * len(corpora)
-    return [{**bleu_scores(refs, hyps), "cider": cider, "meteor": score}
-            for (refs, hyps), cider, score in zip(corpora, ciders, meteors, strict=True)]
+    return [{**bleu_scores(refs, hyps), "cider": cider, "rouge_l": rouge, "meteor": score}
+            for (refs, hyps), cider, rouge, score in zip(corpora, ciders, rouges, meteors, strict=True)]
 
 
 def repetition_stats(captions: Sequence[str], vocab: Vocabulary | None = None) -> dict[str, float | int]:
@@ -123,6 +124,13 @@ def repetition_stats(captions: Sequence[str], vocab: Vocabulary | None = None) -
     if vocab is not None:
         stats["vocabulary_used_share"] = len(used) / max(len(vocab) - len(RESERVED), 1)
     return stats
+
+
+def novelty(captions: Sequence[str], train_captions: Mapping[str, list[str]]) -> dict[str, float]:
+    """How many captions are new: the share that is not, word for word, one of the train captions (Tanti et al.
+    report the share that is)."""
+    seen = {_cleaned(c) for caps in train_captions.values() for c in caps}
+    return {"novel_share": sum(_cleaned(c) not in seen for c in captions) / max(len(captions), 1)}
 
 
 def most_frequent_caption(train_captions: Mapping[str, list[str]]) -> tuple[str, int]:
@@ -173,6 +181,17 @@ def cider_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) 
         print('CIDEr skipped: pycocoevalcap is not installed (pip install "captioning-course-helpers[eval]").')
         return None
     score, _ = Cider().compute_score(*_coco_inputs(references, hypotheses))
+    return float(score)
+
+
+def rouge_l_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float | None:
+    """Corpus ROUGE-L (pycocoevalcap's `Rouge`: the F-measure of each caption's longest common subsequence with its
+    references, beta 1.2, averaged), or None without the extra."""
+    try:
+        from pycocoevalcap.rouge.rouge import Rouge
+    except ImportError:
+        return None  # cider_score has said why
+    score, _ = Rouge().compute_score(*_coco_inputs(references, hypotheses))
     return float(score)
 
 

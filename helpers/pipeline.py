@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpers.decoders import DEFAULT_DECODER, decoder_spec
 from helpers.encoders import AUTO, EncoderChoice, choose_encoder, size_note
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
-from helpers.evaluation import like_for_like, most_frequent_caption, repetition_stats
+from helpers.evaluation import like_for_like, most_frequent_caption, novelty, repetition_stats
 from helpers.extraction import extract_features
 from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
 from helpers.files import file_sha1, fingerprint, stage, write_json
@@ -31,6 +32,8 @@ from helpers.workspace import DEFAULT_MODEL, ModelFiles, Workspace
 
 if TYPE_CHECKING:
     import keras
+
+    from helpers.decoding import Sampling
 
 EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
 
@@ -285,8 +288,9 @@ def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureS
 
 @stage("evaluate")
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
-             model_name: str = DEFAULT_MODEL) -> dict:
-    """BLEU-1..4 and CIDEr-D of generated captions on a split, beside the human baseline, the floor and repetition.
+             model_name: str = DEFAULT_MODEL, sampling: Sampling | None = None) -> dict:
+    """BLEU-1..4, CIDEr-D and ROUGE-L of generated captions on a split (greedy, beam or sampled captions), beside the
+    human baseline, the floor, how repetitive and how new the captions are.
 
     The model's and the floor's scores are against all the references of each image ("bleu1", ..., "floor"); the
     human baseline ("human") is each reference in turn against the others, and "like_for_like" holds the model and
@@ -306,18 +310,20 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: 
     if not references:
         raise WorkFolderError(f"No image of the {split} split has features: run `python -m helpers features` first.")
     keys = list(references)
-    hypotheses = decode(model, features, vocab, beam_width, keys=keys).captions
+    hypotheses = decode(model, features, vocab, beam_width, keys=keys, sampling=sampling).captions
     refs = [references[k] for k in keys]
     floor, times = most_frequent_caption(captions["train"])
     scores = like_for_like(refs, {"model": hypotheses, "floor": [floor] * len(refs)}, meteor=meteor)
     same = scores["same_as_human"]
     result = {"split": split, "images": len(keys), "images_without_features": missing, "beam_width": beam_width,
+              "sampling": asdict(sampling) if sampling else None,
               "decoder": config["decoder"], "encoder": config["encoder"], "weights": config["weights"],
               **scores["all"]["model"], "human": same["human"],
               "floor": {"caption": floor, "times_in_train": times, **scores["all"]["floor"]},
               "like_for_like": {"rounds": scores["rounds"], "model": same["model"], "floor": same["floor"]},
-              "repetition": repetition_stats(hypotheses, vocab), "captions": dict(zip(keys, hypotheses, strict=True))}
-    write_json(work.model(model_name).evaluation(split, beam_width), result)
+              "repetition": repetition_stats(hypotheses, vocab), **novelty(hypotheses, captions["train"]),
+              "captions": dict(zip(keys, hypotheses, strict=True))}
+    write_json(work.model(model_name).evaluation(split, beam_width, sampling), result)
     return result
 
 
@@ -348,8 +354,8 @@ def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[ke
 
 
 @stage("caption")
-def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
-                  model_name: str = DEFAULT_MODEL) -> tuple[dict[str, str], dict[str, str]]:
+def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1, model_name: str = DEFAULT_MODEL,
+                  sampling: Sampling | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Caption any image files with the trained model (or the shipped one): (path -> caption, path -> why it could
     not be read)."""
     from helpers.decoding import check_beam_width, decode
@@ -358,5 +364,5 @@ def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1,
     check_beam_width(beam_width, vocab)
     images, found = encode_photos(work, config, paths)
     keys = [k for k in images if k in found]
-    captions = decode(model, found, vocab, beam_width, keys=keys).captions if keys else []
+    captions = decode(model, found, vocab, beam_width, keys=keys, sampling=sampling).captions if keys else []
     return dict(zip(keys, captions, strict=True)), found.failed

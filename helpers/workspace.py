@@ -61,9 +61,9 @@ class ModelFiles:
     def history(self) -> Path:
         return self._file("history.json", ".history.json")
 
-    def evaluation(self, split: str, beam_width: int = 1) -> Path:
-        """Where `evaluate` writes its scores and captions (one file per split and beam width)."""
-        what = f"{split}{'' if beam_width == 1 else f'_beam{beam_width}'}"
+    def evaluation(self, split: str, beam_width: int = 1, sampling=None) -> Path:
+        """Where `evaluate` writes its scores and captions (one file per split, beam width and way of sampling)."""
+        what = f"{split}{'' if beam_width == 1 else f'_beam{beam_width}'}{f'_{sampling.name}' if sampling else ''}"
         return self._file(f"evaluation_{what}.json", f".evaluation_{what}.json")
 
     def train_command(self) -> str:

@@ -113,7 +113,7 @@ def test_like_for_like_averages_the_rounds_by_hand():
     assert same["human"]["bleu1"] == pytest.approx((1 + 1 + 1 / 3) / 3)
     assert same["floor"]["bleu1"] == pytest.approx(math.exp(1 - 3 / 2))
     assert scores["all"]["model"]["bleu1"] == pytest.approx(1.0)  # all three references: every word is in one
-    assert set(same["model"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor"}
+    assert set(same["model"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l", "meteor"}
     assert same["model"]["meteor"] is None  # not asked for
 
 
@@ -165,7 +165,7 @@ def test_the_printed_evaluation_says_what_each_column_compares(capsys):
               "beam_width": 3, **scores["all"]["model"], "human": same["human"],
               "floor": {"caption": "a dog", "times_in_train": 9, **scores["all"]["floor"]},
               "like_for_like": {"rounds": 5, "model": same["model"], "floor": same["floor"]},
-              "repetition": repetition_stats(hypotheses) | {"vocabulary_used_share": 0.5}}
+              "repetition": repetition_stats(hypotheses) | {"vocabulary_used_share": 0.5}, "novel_share": 0.5}
     _print_evaluation(result)
     out = capsys.readouterr().out
     who, against = out.splitlines()[1:3]
@@ -177,3 +177,20 @@ def test_the_printed_evaluation_says_what_each_column_compares(capsys):
         result["bleu4"], same["model"]["bleu4"], same["human"]["bleu4"], scores["all"]["floor"]["bleu4"],
         same["floor"]["bleu4"])], abs=1e-9)
     assert "METEOR" not in out  # not computed: no row
+
+
+def test_rouge_l_is_the_longest_common_subsequence_f_measure():
+    pytest.importorskip("pycocoevalcap", reason="ROUGE-L needs the eval extra")
+    assert evaluation.rouge_l_score([["a dog runs on the grass"]], ["a dog runs on the grass"]) == pytest.approx(1.0)
+    # hypothesis "a dog on grass" against "a dog runs on the grass": LCS "a dog on grass" = 4 words,
+    # precision 4/4, recall 4/6, F with beta 1.2: (1 + 1.44) * P * R / (R + 1.44 * P)
+    p, r = 1.0, 4 / 6
+    expected = (1 + 1.2**2) * p * r / (r + 1.2**2 * p)
+    assert evaluation.rouge_l_score([["a dog runs on the grass"]], ["a dog on grass"]) == pytest.approx(expected)
+    assert evaluation.rouge_l_score([["a dog runs"]], ["the cat sleeps"]) == 0.0
+
+
+def test_novelty_is_the_share_of_captions_no_train_caption_matches_word_for_word():
+    train = {"a.jpg": ["A dog runs.", "a cat sleeps"], "b.jpg": ["two men talk"]}
+    found = evaluation.novelty(["a dog runs", "a dog runs fast", "two men talk", "a bird sings"], train)
+    assert found == {"novel_share": 0.5}  # "a dog runs" (cleaned) and "two men talk" are train captions

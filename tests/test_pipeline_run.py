@@ -97,3 +97,15 @@ def test_tensorboard_logs_the_curves_and_the_graph(run, tmp_path):
     train = EventAccumulator(str(tmp_path / "logged" / "train"), size_guidance={"tensors": 0}).Reload()
     structure = tf.make_ndarray(train.Tensors("keras")[0].tensor_proto).item().decode()
     assert '"lstm"' in structure and '"next_word"' in structure
+
+
+def test_evaluate_and_caption_sample_repeatably_and_refuse_bad_settings(run, capsys):
+    work, result = run
+    sampled = [helpers_cli("evaluate", "--out", str(work), "--top-p", "0.9", "--sample-seed", "3") for _ in range(2)]
+    assert sampled[0]["captions"] == sampled[1]["captions"] != result["captions"]
+    assert sampled[0]["sampling"] == {"temperature": 1.0, "top_k": None, "top_p": 0.9, "seed": 3}
+    assert (work / "evaluation_test_sample_t1_p0.9_s3.json").is_file()
+    assert 0 <= sampled[0]["rouge_l"] <= 1 and 0 <= sampled[0]["novel_share"] <= 1
+    done = subprocess.run([sys.executable, "-m", "helpers", "caption", str(fixture_dir() / "Images"), "--out",
+                           str(work), "--temperature", "0"], capture_output=True, text=True)
+    assert done.returncode == 2 and "error: The temperature must be above 0" in done.stderr
