@@ -80,19 +80,18 @@ def most_likely(log_probs: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     return tf.argmax(log_probs, axis=-1, output_type=tf.int32)
 
 
-def drawn(sampling: Sampling, seed: tf.Tensor) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """Sampling's choice at step t: one word per row, drawn (repeatably, from `seed`) from the filtered distribution."""
+def drawn(settings: tf.Tensor, seed: tf.Tensor) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Sampling's choice at step t: one word per row, drawn (repeatably, from `seed`) from the distribution at
+    temperature settings[0], cut to the settings[1] likeliest words and to the fewest reaching settings[2]."""
+    temperature, top_k, top_p = settings[0], tf.cast(settings[1], tf.int32), settings[2]
 
     def choose(log_probs: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-        scores = log_probs / sampling.temperature
-        if sampling.top_k is not None:  # keep the top_k likeliest words
-            kth = tf.math.top_k(scores, min(sampling.top_k, scores.shape[-1])).values[:, -1:]
-            scores = tf.where(scores < kth, -np.inf, scores)
-        if sampling.top_p < 1:  # keep the likeliest words until their probabilities reach top_p
-            ordered = tf.sort(scores, axis=-1, direction="DESCENDING")
-            before = tf.math.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
-            cutoff = tf.reduce_min(tf.where(before < sampling.top_p, ordered, np.inf), axis=-1, keepdims=True)
-            scores = tf.where(scores < cutoff, -np.inf, scores)
+        scores = log_probs / temperature
+        ordered = tf.sort(scores, axis=-1, direction="DESCENDING")
+        kth = ordered[:, top_k - 1:top_k]  # keep the top_k likeliest words
+        before = tf.math.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+        nucleus = tf.reduce_min(tf.where(before < top_p, ordered, np.inf), axis=-1, keepdims=True)  # reach top_p
+        scores = tf.where(scores < tf.maximum(kth, nucleus), -np.inf, scores)
         draw = tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed[0], seed[1] * 1000 + t]))
         return tf.cast(draw[:, 0], tf.int32)
 
@@ -183,19 +182,20 @@ def best_beams(ids: np.ndarray, scores: np.ndarray, length_penalty: float = 0.0)
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
 
 
-def _compiled(model: keras.Model, steps: int, beam_width: int, sampling: Sampling | None) -> Callable:
-    """The compiled search of one model, steps, beam width and way of sampling: built once, then reused (no
-    retracing; the seed is an input, so another seed reuses it too)."""
+def _compiled(model: keras.Model, steps: int, beam_width: int, sampled: bool) -> Callable:
+    """The compiled search of one model, steps, beam width, and whether it samples: built once, then reused (no
+    retracing; the sampling settings and the seed are inputs, so other settings reuse it too)."""
     functions = _COMPILED.setdefault(model, {})
-    key = (steps, beam_width, sampling and (sampling.temperature, sampling.top_k, sampling.top_p))
+    key = (steps, beam_width, sampled)
     if key not in functions:
         decoder = step_decoder_for(model)
         spec = tf.TensorSpec([None, *model.input["image"].shape[1:]], tf.float32)
+        inputs = [spec, tf.TensorSpec([3], tf.float32), tf.TensorSpec([2], tf.int32)]
 
-        @tf.function(input_signature=[spec, tf.TensorSpec([2], tf.int32)], reduce_retracing=True)
-        def search(features, seed):
+        @tf.function(input_signature=inputs, reduce_retracing=True)
+        def search(features, settings, seed):
             if beam_width == 1:
-                choose = drawn(sampling, seed) if sampling else most_likely
+                choose = drawn(settings, seed) if sampled else most_likely
                 ids, scores, weights = greedy_search(decoder, features, steps, choose)
                 return ids[:, None], scores[:, None], weights[:, None]
             return beam_search(decoder, features, steps, beam_width)
@@ -240,7 +240,10 @@ def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary
         raise SettingError(f"Sampling draws one caption a word at a time; beam search keeps the {beam_width} "
                            "likeliest: choose one of them (beam width 1 with sampling).")
     steps = vocab.sequence_length
-    search = _compiled(model, steps, beam_width, sampling)
+    search = _compiled(model, steps, beam_width, sampling is not None)
+    every = sampling or Sampling()  # greedy and beam search ignore the settings
+    top_k = min(every.top_k or len(vocab), len(vocab))
+    settings = tf.constant([every.temperature, top_k, every.top_p], tf.float32)
     count = len(keys) if keys is not None else len(features)
     parts = []
     for start in range(0, count, batch_size):
@@ -250,7 +253,7 @@ def decode(model: keras.Model, features: np.ndarray | Mapping, vocab: Vocabulary
         else:
             batch = np.asarray(features[start:start + batch_size])
         seed = tf.constant([sampling.seed if sampling else 0, start // batch_size], tf.int32)
-        ids, scores, weights = (x.numpy() for x in search(tf.constant(batch, dtype=tf.float32), seed))
+        ids, scores, weights = (x.numpy() for x in search(tf.constant(batch, dtype=tf.float32), settings, seed))
         best = best_beams(ids, scores, length_penalty) if beam_width > 1 else np.zeros(len(ids), dtype=int)
         rows = np.arange(len(ids))
         parts.append((ids[rows, best], scores[rows, best], weights[rows, best]))

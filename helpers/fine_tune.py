@@ -127,7 +127,7 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
     """
     check_at_least("fine-tune epochs", epochs)
     check_at_least("image batch size", image_batch_size)
-    decoder, vocab, config = pipeline.load_trained(work, model_name)
+    decoder, vocab, config = pipeline.load_trained(work, model_name, to_train=True)
     if config["pooling"] != "avg":
         raise SettingError(f"--fine-tune trains the merge or inject decoder (one vector an image), not "
                            f"{config['decoder']}: the attention decoder reads a grid, which this course keeps frozen.")

@@ -11,6 +11,7 @@ which file is out of step and what to run when it does not.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import zipfile
@@ -226,9 +227,26 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     return history
 
 
-def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[keras.Model, Vocabulary, dict]:
-    """A trained model, its vocabulary and settings, checked against the prepared files before use."""
+def _read_model(path: str) -> keras.Model:
+    """A saved model, read from its .keras file."""
     import keras
+
+    return keras.models.load_model(path, safe_mode=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_model(path: str, sha1: str) -> keras.Model:
+    """`_read_model` once per checkpoint (`sha1`: a new save is read again), so that captioning a few photos at a
+    time reuses the model and the search compiled for it."""
+    return _read_model(path)
+
+
+def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL, to_train: bool = False
+                 ) -> tuple[keras.Model, Vocabulary, dict]:
+    """A trained model, its vocabulary and settings, checked against the prepared files before use.
+
+    The model is loaded once per checkpoint and shared; `to_train` gives a copy of its own, to change.
+    """
 
     files = work.model(model_name)
     path, again = files.keras, files.train_command()
@@ -251,7 +269,7 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[kera
                                   f"notebook 02 with another min_count): train again ({again}), or prepare the "
                                   "data the model was trained on.")
     try:
-        model = keras.models.load_model(path, safe_mode=True)
+        model = _read_model(str(path)) if to_train else _shared_model(str(path), config["model_sha1"])
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
         raise files.damaged(path, f"{type(error).__name__}: {error}") from error
     if config.get("status") == "training":

@@ -11,6 +11,7 @@ it scored) and a NOTICE. `tools/export_captioner.py` writes them from a trained 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,8 +34,13 @@ def shipped_record(folder: Path | None = None) -> dict | None:
 
 
 def load_shipped(folder: Path | None = None) -> tuple[keras.Model, Vocabulary, dict]:
-    """The shipped captioner, its vocabulary and its record, checked to belong together."""
-    folder = folder or SHIPPED_DIR
+    """The shipped captioner, its vocabulary and its record, checked to belong together (loaded once a process)."""
+    return _load(folder or SHIPPED_DIR)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(folder: Path) -> tuple[keras.Model, Vocabulary, dict]:
+    """`load_shipped` for one folder."""
     record = shipped_record(folder)
     if record is None:
         raise WorkFolderError(f"No captioner ships in {folder}: train one (`python -m helpers train`).")

@@ -143,3 +143,17 @@ def test_fine_tuning_into_another_name_leaves_stage_one_as_it_was(tuned):
     assert history["val_loss"][:2] == json.loads(before[frozen.history])["val_loss"]
     assert [p.name for p in tuned.root.glob("copy_encoder_*.weights.h5")] == [record["weights"]]  # stale: gone
     assert pipeline.load_trained(tuned, "copy")[2]["weights_source"] == str(tuned.root / record["weights"])
+
+
+def test_fine_tuning_does_not_change_the_model_others_have_loaded(tuned):
+    """Models are loaded once and shared: fine-tuning must train a copy, not the shared one."""
+    import keras
+
+    tuned.copy_model("model", "shared")
+    shared, _, _ = pipeline.load_trained(tuned, "shared")
+    before = [w.copy() for w in shared.get_weights()]
+    copy, _, _ = pipeline.load_trained(tuned, "shared", to_train=True)
+    assert copy is not shared and pipeline.load_trained(tuned, "shared")[0] is shared
+    copy.get_layer("next_word").kernel.assign(np.zeros(copy.get_layer("next_word").kernel.shape))
+    assert all(np.array_equal(a, b) for a, b in zip(before, shared.get_weights(), strict=True))
+    assert isinstance(copy, keras.Model)

@@ -76,6 +76,8 @@ def test_a_seed_repeats_and_one_word_left_is_greedy_search(model, vocab):
     greedy = decode(model, images, vocab)
     for only_one in (Sampling(top_k=1, seed=5), Sampling(top_p=1e-6, temperature=3.0, seed=5)):
         assert decode(model, images, vocab, sampling=only_one).captions == greedy.captions
+    many = decode(model, images, vocab, sampling=Sampling(top_k=10 * len(vocab), seed=7))  # more words than there are
+    assert many.captions == once.captions
     assert np.all(np.isfinite(once.log_probs)) and np.all(once.log_probs < 0)  # the model's log-probability
 
 
