@@ -99,15 +99,19 @@ def cmd_train(args: argparse.Namespace) -> dict:
     pipeline.train(work, args.decoder, args.encoder, args.weights, args.image_size, epochs=args.epochs,
                    batch_size=args.batch_size, units=args.units, patience=args.patience, seed=args.seed,
                    resume=args.resume, strategy=args.strategy, model_name=args.model, grid_pool=args.grid_pool,
-                   tensorboard=args.tensorboard,
+                   tensorboard=args.tensorboard, monitor=args.monitor,
                    verbose="auto" if sys.stdout.isatty() else 2)  # one line an epoch in logs
     files = work.model(args.model)
     config = json.loads(files.record.read_text(encoding="utf-8"))
     ran, total = config["epochs_this_run"], config["epochs_run"]
-    print(f"Trained {ran} epoch{'s' if ran != 1 else ''}{f' ({total} in all)' if total != ran else ''}; best dev loss "
-          f"{config['best_val_loss']:.3f} (epoch {config['best_epoch']}); model saved to {files.keras}")
+    watched = {"cider": "dev CIDEr-D", "bleu4": "dev BLEU-4"}.get(config.get("monitor"))
+    best = f"best {watched} {config['best_score']:.3f} (dev loss {config['best_val_loss']:.3f})" if watched else \
+        f"best dev loss {config['best_val_loss']:.3f}"
+    print(f"Trained {ran} epoch{'s' if ran != 1 else ''}{f' ({total} in all)' if total != ran else ''}; {best} "
+          f"(epoch {config['best_epoch']}); model saved to {files.keras}")
     result = {"epochs": ran, "epochs_in_all": total, "best_val_loss": config["best_val_loss"],
-              "best_epoch": config["best_epoch"]}
+              "best_epoch": config["best_epoch"], "monitor": config.get("monitor", "dev_loss"),
+              "best_score": config.get("best_score", config["best_val_loss"])}
     if args.fine_tune:
         history = fine_tune(work, args.model, args.fine_tune_epochs, args.fine_tune_learning_rate,
                             args.fine_tune_batch_size, verbose="auto" if sys.stdout.isatty() else 2)
@@ -278,6 +282,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same model)")
     fit.add_argument("--grid-pool", type=_positive, default=1,
                      help="attention: average blocks of this many cells a side first (2: a 10 x 10 grid -> 5 x 5)")
+    fit.add_argument("--monitor", default="dev_loss", choices=pipeline.MONITORS,
+                     help="what early stopping watches: the teacher-forced dev loss, or the CIDEr-D or BLEU-4 of "
+                          "the greedy dev captions (computed after every epoch)")
     fit.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                      help="also write TensorBoard logs there (then: tensorboard --logdir DIR)")
     fit.add_argument("--resume", action="store_true", help="continue from the saved checkpoint")

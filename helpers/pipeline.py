@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from helpers.decoders import DEFAULT_DECODER, decoder_spec
 from helpers.encoders import AUTO, EncoderChoice, choose_encoder, size_note
 from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at_least
-from helpers.evaluation import like_for_like, most_frequent_caption, novelty, repetition_stats
+from helpers.evaluation import (
+    bleu_scores,
+    cider_score,
+    like_for_like,
+    most_frequent_caption,
+    novelty,
+    repetition_stats,
+)
 from helpers.extraction import extract_features
 from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
 from helpers.files import file_sha1, fingerprint, stage, write_json
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
     from helpers.decoding import Sampling
 
 EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
+MONITORS = ("dev_loss", "cider", "bleu4")  # what early stopping watches: the teacher-forced dev loss, or a metric
+# of the greedy dev captions
 
 
 def is_fixture(work: Workspace) -> bool:
@@ -108,7 +117,8 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
           dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
           verbose: int | str = "auto", strategy="auto", model_name: str = DEFAULT_MODEL,
-          grid_pool: int = 1, tensorboard: str | Path | None = None) -> dict[str, list[float]]:
+          grid_pool: int = 1, tensorboard: str | Path | None = None, monitor: str = "dev_loss"
+          ) -> dict[str, list[float]]:
     """Train a decoder with teacher forcing; keep the best checkpoint, its settings and the history in the folder.
 
     Every setting is checked before anything is written. `grid_pool` (attention only): average each
@@ -117,12 +127,19 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     `batch_size` is the global batch.
     `model_name` names the model's files (model.keras by default; notebooks 07-08 train others beside it).
     `tensorboard`: a folder for TensorBoard's logs (loss curves and the model's graph), `tensorboard --logdir` it.
+    `monitor`: what early stopping and the checkpoint watch: "dev_loss" (teacher forcing), or "cider" / "bleu4",
+    the CIDEr-D or BLEU-4 of the greedy captions of the dev split, computed after every epoch.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("units", units), ("patience", patience),
                         ("grid_pool", grid_pool)):
         check_at_least(name, value)
     if not 0.0 <= dropout < 1.0:
         raise SettingError(f"dropout must be at least 0 and below 1, not {dropout!r}.")
+    if monitor not in MONITORS:
+        raise SettingError(f"Unknown monitor {monitor!r}: choose one of {', '.join(MONITORS)}.")
+    if monitor == "cider" and cider_score([["a"]], ["a"]) is None:
+        raise SettingError('monitor "cider" needs CIDEr-D, from the eval extra: pip install '
+                           '"captioning-course-helpers[eval]", or monitor "bleu4".')
     spec = decoder_spec(decoder)
     if grid_pool != 1 and spec.pooling != "none":
         raise SettingError(f"grid_pool is for the attention decoder, which reads a grid; {decoder} reads one vector.")
@@ -142,7 +159,7 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     settings = {"decoder": decoder, **setting.as_dict(), "weights_source": choice.weights,
                 "vocab_size": len(vocab), "max_length": vocab.max_length,
                 "units": units, "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
-                "patience": patience, "seed": seed, "grid_pool": grid_pool,
+                "patience": patience, "seed": seed, "grid_pool": grid_pool, "monitor": monitor,
                 "fingerprints": dict(dataset["fingerprints"]), "data_dir": dataset["data_dir"],
                 "pictures": pictures_fingerprint(features, [*train_caps, *dev_caps])}
     if resume:
@@ -213,18 +230,36 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     callbacks = [history_file]
     if tensorboard is not None:  # one run per model name: curves of several models side by side
         callbacks.append(keras.callbacks.TensorBoard(Path(tensorboard) / files.name, write_graph=True))
+    watched = "val_loss" if settings["monitor"] == "dev_loss" else f"val_{settings['monitor']}"
     started = time.perf_counter()
     train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint, patience=settings["patience"],
-                verbose=verbose, resume=resume, callbacks=callbacks,
-                on_save=lambda epoch, loss: record("training", best_epoch=len(previous.get("loss", [])) + epoch,
-                                                   best_val_loss=loss))
+                verbose=verbose, resume=resume, callbacks=callbacks, monitor=watched,
+                score=None if watched == "val_loss" else _dev_score(settings["monitor"], features, dev_caps, vocab),
+                on_save=lambda epoch, value: record("training", best_epoch=len(previous.get("loss", [])) + epoch,
+                                                    best_score=value,
+                                                    **({"best_val_loss": value} if watched == "val_loss" else {})))
     history = history_file.history
-    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    sign = 1 if watched == "val_loss" else -1
+    best = min(range(len(history[watched])), key=lambda epoch: sign * history[watched][epoch])
     record("complete", epochs_run=len(history["loss"]),
            epochs_this_run=len(history["loss"]) - len(previous.get("loss", [])),
-           best_epoch=best + 1,
+           best_epoch=best + 1, best_score=history[watched][best],
            best_val_loss=history["val_loss"][best], seconds=round(time.perf_counter() - started, 1))
     return history
+
+
+def _dev_score(metric: str, features: FeatureSet, dev_caps: dict[str, list[str]], vocab: Vocabulary):
+    """model -> the CIDEr-D or BLEU-4 of its greedy captions of the dev split (what `monitor` watches)."""
+    from helpers.decoding import decode
+
+    keys = list(dev_caps)
+    references = [dev_caps[k] for k in keys]
+
+    def score(model) -> float:
+        written = decode(model, features, vocab, keys=keys).captions
+        return cider_score(references, written) if metric == "cider" else bleu_scores(references, written)["bleu4"]
+
+    return score
 
 
 def _read_model(path: str) -> keras.Model:

@@ -148,25 +148,42 @@ def saved_size(model: keras.Model) -> int:
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever the dev loss improves: to a temporary file first, then renamed over the checkpoint.
+    """Save the model whenever the monitored dev figure improves (the dev loss by default): to a temporary file
+    first, then renamed over the checkpoint.
 
     Keras' own ModelCheckpoint writes the checkpoint in place, so a crash or a full disk during the save leaves
     a broken model; here the checkpoint is always a complete model, the old one or the new one. After each save
-    `on_save(epoch, dev loss)` is called (the course records its progress there).
+    `on_save(epoch, value)` is called (the course records its progress there).
     """
 
-    def __init__(self, path: Path, best: float | None = None, on_save: Callable[[int, float], None] | None = None):
+    def __init__(self, path: Path, best: float | None = None, on_save: Callable[[int, float], None] | None = None,
+                 monitor: str = "val_loss"):
         super().__init__()
-        self.path, self.best, self.on_save = Path(path), best, on_save
+        self.path, self.best, self.on_save, self.monitor = Path(path), best, on_save, monitor
+        self.sign = 1.0 if monitor == "val_loss" else -1.0  # a loss falls, a score rises
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        dev_loss = float((logs or {}).get("val_loss", np.inf))
-        if self.best is None or dev_loss < self.best:
-            self.best = dev_loss
+        value = float((logs or {}).get(self.monitor, self.sign * np.inf))
+        if self.best is None or self.sign * value < self.sign * self.best:
+            self.best = value
             with replacing(self.path, suffix=".keras", needed=saved_size(self.model)) as tmp:
                 self.model.save(tmp)
             if self.on_save is not None:
-                self.on_save(epoch + 1, dev_loss)
+                self.on_save(epoch + 1, value)
+
+
+class DevScore(keras.callbacks.Callback):
+    """After every epoch, score the model's own captions of the dev split (`score(model)`), into the logs as
+    `name`, so that early stopping and the checkpoint can watch it: the dev loss is computed with teacher forcing,
+    a caption metric on what the model writes by itself."""
+
+    def __init__(self, name: str, score: Callable[[keras.Model], float]):
+        super().__init__()
+        self.name, self.score = name, score
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs[self.name] = float(self.score(self.model))
 
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
@@ -188,29 +205,34 @@ def train_model(
     resume: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_save: Callable[[int, float], None] | None = None,
+    monitor: str = "val_loss",
+    score: Callable[[keras.Model], float] | None = None,
 ) -> dict[str, list[float]]:
     """Fit with early stopping on the dev loss, keeping the best model in `checkpoint_path` (a `.keras` file).
 
     On return the model holds the best weights seen. With `resume=True`, start from the checkpoint's weights and
-    only overwrite it with a better dev loss; otherwise an existing checkpoint is replaced at the first epoch.
+    only overwrite it with a better dev figure; otherwise an existing checkpoint is replaced at the first epoch.
     Returns the history: {"loss": [...], "val_loss": [...]}, one value per epoch. If training is interrupted
     (Ctrl-C, a killed process), the checkpoint holds the best epoch finished, complete.
+    With `score` (a model -> dev figure, higher is better, such as the CIDEr-D of its greedy dev captions), early
+    stopping and the checkpoint watch that figure instead, logged every epoch as `monitor`.
     """
     check_at_least("epochs", epochs)
     check_at_least("patience", patience)
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.suffix != ".keras":
         raise SettingError(f"The checkpoint must be a .keras file, got {checkpoint_path}")
-    best_dev_loss = None
+    best = None
     if resume:
         if not checkpoint_path.is_file():
             raise WorkFolderError(f"Cannot resume: no checkpoint at {checkpoint_path}. Train without resume first.")
         _load_checkpoint(model, checkpoint_path)
-        best_dev_loss = model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
+        best = score(model) if score else model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
-                                      verbose=0 if verbose == 0 else 1),
-        AtomicCheckpoint(checkpoint_path, best_dev_loss, on_save),
+        *([DevScore(monitor, score)] if score else []),  # first: the others read its figure in the logs
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="min" if score is None else "max", patience=patience,
+                                      restore_best_weights=True, verbose=0 if verbose == 0 else 1),
+        AtomicCheckpoint(checkpoint_path, best, on_save, monitor),
         *callbacks,  # after the checkpoint: an epoch is saved before they see its end
     ]
     history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,

@@ -1,15 +1,21 @@
 """Teacher-forcing data, the length-bucketed dataset, training with checkpoints, the progressive examples."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
+from helpers import cli, pipeline
 from helpers.decoders.merge import build_merge_model
+from helpers.decoding import decode
 from helpers.errors import SettingError, WorkFolderError
+from helpers.evaluation import bleu_scores
 from helpers.feature_cache import FeatureSet
 from helpers.training import make_dataset, set_seed, teacher_forcing_arrays, train_model
 from helpers.tutorial_baselines import count_progressive_examples, progressive_bytes, progressive_examples
 from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+from helpers.workspace import Workspace
 
 FEATURE_DIM = 8
 
@@ -218,3 +224,25 @@ def test_progressive_examples_one_per_word_plus_end(vocab):
     assert all(y.sum() == 1.0 for _, y in examples)
     np.testing.assert_array_equal(examples[-1][0]["image"], features["b.jpg"])
     assert progressive_bytes(captions, vocab, FEATURE_DIM) == 9 * 4 * (FEATURE_DIM + width + len(vocab))
+
+
+def test_early_stopping_on_a_caption_metric_keeps_the_epoch_of_the_best_score(tmp_path):
+    """`monitor="bleu4"`: every epoch's dev BLEU-4 of the greedy captions is in the history, the checkpoint is
+    the epoch of the best one (not of the best dev loss), and the record says so."""
+    out = str(tmp_path)
+    assert cli.main(["prepare", "--out", out]) == 0
+    assert cli.main(["features", "--image-size", "32", "--out", out]) == 0
+    history = pipeline.train(Workspace(tmp_path), image_size=32, units=16, epochs=4, patience=4, monitor="bleu4",
+                             verbose=0)
+    record = json.loads((tmp_path / "model.json").read_text())
+    scores = history["val_bleu4"]
+    assert len(scores) == len(history["val_loss"]) == 4 and all(0 <= s <= 1 for s in scores)
+    assert record["monitor"] == "bleu4" and record["best_epoch"] == int(np.argmax(scores)) + 1
+    assert record["best_score"] == pytest.approx(max(scores))
+    model, vocab, config = pipeline.load_trained(Workspace(tmp_path))
+    captions = json.loads((tmp_path / "captions.json").read_text())["dev"]
+    features = pipeline.trained_features(Workspace(tmp_path), config, list(captions))
+    written = decode(model, features, vocab, keys=list(captions)).captions
+    assert bleu_scores(list(captions.values()), written)["bleu4"] == pytest.approx(max(scores), abs=1e-6)
+    with pytest.raises(SettingError, match="Unknown monitor 'accuracy'"):
+        pipeline.train(Workspace(tmp_path), image_size=32, monitor="accuracy")
