@@ -169,6 +169,13 @@ def _coco_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[str])
     return refs, hyps
 
 
+def has_eval_extra() -> bool:
+    """Whether pycocoevalcap (CIDEr-D, ROUGE-L, METEOR; the `eval` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pycocoevalcap") is not None
+
+
 def cider_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float | None:
     """Corpus CIDEr-D (pycocoevalcap's `Cider`: n-grams 1..4, idf over this corpus, x10), or None without the extra.
 

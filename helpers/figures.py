@@ -17,22 +17,38 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+DEV_SCORES = {"val_cider": "dev CIDEr-D", "val_bleu4": "dev BLEU-4"}  # what `train(monitor=...)` records
+
+
 def plot_history(history: Mapping[str, Sequence[float]], title: str = "Training and dev loss") -> Figure:
-    """Train and dev loss per epoch (from `train`'s history), with the best dev epoch marked."""
+    """Train and dev loss per epoch (from `train`'s history), with the best dev epoch marked; a dev caption score
+    (`monitor="cider"` or `"bleu4"`) on a second axis, its best epoch then the one saved."""
     import matplotlib.pyplot as plt
 
     epochs = range(1, len(history["loss"]) + 1)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(epochs, history["loss"], "o-", markersize=3, label="train loss")
+    score = next((key for key in DEV_SCORES if history.get(key)), None)
     if history.get("val_loss"):
         dev = list(history["val_loss"])
         best = min(range(len(dev)), key=dev.__getitem__)
         ax.plot(epochs, dev, "s-", markersize=3, label="dev loss")
         ax.axvline(best + 1, color="0.6", linestyle=":")
-        ax.annotate(f"best dev loss {dev[best]:.3f}\n(epoch {best + 1}, saved)", (best + 1, dev[best]),
-                    xytext=(-10, 25), textcoords="offset points", ha="right", fontsize=9)
+        ax.annotate(f"best dev loss {dev[best]:.3f}\n(epoch {best + 1}{'' if score else ', saved'})",
+                    (best + 1, dev[best]), xytext=(-10, 25), textcoords="offset points", ha="right", fontsize=9)
     ax.set(xlabel="epoch", ylabel="cross-entropy per word", title=title)
-    ax.legend()
+    ax.legend(loc="lower left")
+    if score:
+        values = list(history[score])
+        best = max(range(len(values)), key=values.__getitem__)
+        twin = ax.twinx()
+        twin.plot(epochs, values, "^-", color="C2", markersize=4, label=DEV_SCORES[score])
+        twin.axvline(best + 1, color="C2", linestyle=":")
+        twin.annotate(f"best {DEV_SCORES[score]} {values[best]:.3f}\n(epoch {best + 1}, saved)",
+                      (best + 1, values[best]), xytext=(-12, -55), textcoords="offset points", ha="right", fontsize=9,
+                      color="C2")
+        twin.set_ylabel(f"{DEV_SCORES[score]} (greedy captions)")
+        twin.legend(loc="center right")
     fig.tight_layout()
     return fig
 

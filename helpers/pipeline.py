@@ -25,6 +25,7 @@ from helpers.errors import DatasetError, SettingError, WorkFolderError, check_at
 from helpers.evaluation import (
     bleu_scores,
     cider_score,
+    has_eval_extra,
     like_for_like,
     most_frequent_caption,
     novelty,
@@ -137,7 +138,7 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
         raise SettingError(f"dropout must be at least 0 and below 1, not {dropout!r}.")
     if monitor not in MONITORS:
         raise SettingError(f"Unknown monitor {monitor!r}: choose one of {', '.join(MONITORS)}.")
-    if monitor == "cider" and cider_score([["a"]], ["a"]) is None:
+    if monitor == "cider" and not has_eval_extra():
         raise SettingError('monitor "cider" needs CIDEr-D, from the eval extra: pip install '
                            '"captioning-course-helpers[eval]", or monitor "bleu4".')
     spec = decoder_spec(decoder)

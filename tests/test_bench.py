@@ -189,6 +189,7 @@ def test_the_real_benchmark_runs_every_stage_on_the_fixture(tmp_path):
         "prepare", "features", "train_merge_s0", "train_inject", "train_attention", "frozen", "fine_tune", "evaluate"}
     for figures in saved["stages"].values():
         assert figures["seconds"] > 0 and figures["process_seconds"] > figures["seconds"]
+        assert figures["cpu_seconds"] > 0 and len(figures["code"]) == 10
         assert figures["peak_rss_mb"] > 100  # TensorFlow alone is several hundred MiB; prepare reads the captions
     assert saved["data"]["splits"] == {"train": 8, "dev": 8, "test": 8}
     assert saved["encoder"]["encoder"] == "mobilenet_v2" and saved["encoder"]["image_size"] == 64

@@ -76,3 +76,12 @@ def test_captions_side_by_side_do_not_run_into_the_next_panel(kaggle_dir, size):
     second = fig.axes[1].texts[0].get_window_extent(renderer)
     assert first.x1 < second.x0, (first, second)
     assert first.width > 0.8 * (second.x0 - first.x0)  # and the lines are as long as the panel allows
+
+
+def test_a_monitored_dev_score_gets_its_own_axis_and_the_saved_mark():
+    fig = plot_history({"loss": [3.0, 2.0, 1.5, 1.2], "val_loss": [2.5, 1.8, 1.7, 1.6],
+                        "val_cider": [0.2, 0.9, 0.7, 0.6]})
+    loss_axis, score_axis = fig.axes
+    texts = [t.get_text() for axis in fig.axes for t in axis.texts]
+    assert "best dev loss 1.600\n(epoch 4)" in texts and "best dev CIDEr-D 0.900\n(epoch 2, saved)" in texts
+    assert score_axis.get_ylabel().startswith("dev CIDEr-D") and len(score_axis.lines) == 2  # the curve and its mark
