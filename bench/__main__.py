@@ -2,7 +2,8 @@
 
 Also `python -m bench --scale N`: every CLI stage and notebook on an N-image Flickr8k-shaped dataset, time,
 peak memory and disk written, extrapolated to 8,091 images (bench/scale.py); and `python -m bench --flickr8k-text
-CAPTIONS`: the figures the course quotes about Flickr8k's captions.
+CAPTIONS`: the figures the course quotes about Flickr8k's captions; and `python -m bench --real DIR`: the whole
+course on a real Flickr8k folder, every stage timed with its peak memory, every model scored (bench/real.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 STAGES = ("features", "training", "decoding", "memory", "fine_tune", "fixture")
+REAL_STAGES = ("prepare", "features", "train", "fine_tune", "evaluate", "report")  # bench.real.group_of's names
+RESULTS = Path(__file__).resolve().parent / "results"
 
 # Sizes of each measurement: full (about 15-20 min on 2 cores) and --quick (under 5 min).
 SIZES = {
@@ -54,9 +57,12 @@ def run(stages=STAGES, quick: bool = False, log=print) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: under 5 minutes")
-    parser.add_argument("--only", choices=STAGES, action="append", help="run only this stage (repeatable)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
-                        help="folder for results.json and results.md (default: bench/results/)")
+    parser.add_argument("--only", choices=sorted({*STAGES, *REAL_STAGES}), action="append",
+                        help=f"run only this stage (repeatable): {', '.join(STAGES)}; with --real: "
+                             f"{', '.join(REAL_STAGES)}")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for results.json and results.md (default: bench/results/, with --real "
+                             "bench/results/real/)")
     parser.add_argument("--flickr8k-text", type=Path, metavar="CAPTIONS",
                         help="only compute the figures the course quotes about Flickr8k's captions, from a copy of "
                              "captions.txt or Flickr8k.token.txt")
@@ -65,8 +71,44 @@ def main(argv: list[str] | None = None) -> int:
                              "and extrapolate time and peak memory to 8,091 (bench/scale.py)")
     parser.add_argument("--scale-epochs", type=int, default=2, help="training epochs in --scale runs")
     parser.add_argument("--cli-only", action="store_true", help="--scale: the CLI stages only, not the notebooks")
+    real = parser.add_argument_group("--real DIR", "the whole course on a real Flickr8k folder (bench/real.py)")
+    real.add_argument("--real", type=Path, metavar="DIR",
+                      help="only run every stage of the course on this Flickr8k folder (Kaggle or original layout), "
+                           "score every model, and write results.json, results.md and gallery.html (resumable)")
+    real.add_argument("--encoder", default="auto", help="the encoder (auto: xception where its ImageNet weights can "
+                                                        "be had, else mobilenet_v2, whose weights ship)")
+    real.add_argument("--image-size", type=int, default=None, help="the encoder's input size (default: its own)")
+    real.add_argument("--seeds", type=int, nargs="+", help="the merge decoder's seeds (default: 0 1 2)")
+    real.add_argument("--epochs", type=int, help="the most epochs of each training (default: the course's, early "
+                                                 "stopping on the dev loss)")
+    real.add_argument("--fine-tune-epochs", type=int,
+                      help="the budget of the frozen and the fine-tuned runs from the first merge seed (default: 5)")
+    real.add_argument("--limit", type=int, help="only the first N images of each split (a quick try)")
+    real.add_argument("--units", type=int, help="the decoders' units (default: the course's 256)")
+    real.add_argument("--no-meteor", dest="meteor", action="store_false",
+                      help="leave out METEOR (on by default where Java is: about 10 s an evaluation to start it)")
     args = parser.parse_args(argv)
+    if not args.real and set(args.only or ()) - set(STAGES):
+        parser.error(f"--only {', '.join(sorted(set(args.only) - set(STAGES)))} is a stage of --real")
+    if args.real and set(args.only or ()) - set(REAL_STAGES):
+        parser.error(f"with --real, --only names one of {', '.join(REAL_STAGES)}")
+    args.out = args.out or (RESULTS / "real" if args.real else RESULTS)
     from bench import report
+
+    if args.real:
+        from bench import real
+
+        given = {key: getattr(args, key) for key in ("image_size", "epochs", "fine_tune_epochs", "limit", "units")
+                 if getattr(args, key) is not None}
+        if args.seeds:
+            given["seeds"] = tuple(args.seeds)
+        settings = real.Settings(str(args.real.resolve()), str(args.out.resolve()), args.encoder,
+                                 meteor=args.meteor, **given)
+        results = real.run(settings, args.only or ())
+        if results is not None:
+            print("\n".join(real.lines(results)))
+            print(f"\nWritten: {args.out / 'results.json'}, results.md and gallery.html")
+        return 0
 
     if args.scale:
         from bench import scale
