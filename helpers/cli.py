@@ -1,7 +1,8 @@
 """`python -m helpers`: the whole course pipeline from a terminal, over the same functions the notebooks use.
 
-Every stage reads and writes one work folder (--out). A problem with your data, files or settings ends in one
-line that names the file and the fix (exit code 2); Ctrl-C says what was kept and how to go on (130).
+Every stage reads and writes one work folder (--out). A long stage first says which device TensorFlow runs it
+on. A problem with your data, files or settings ends in one line that names the file and the fix (exit code 2);
+Ctrl-C says what was kept and how to go on (130).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from helpers import pipeline, retrieval
 from helpers.decoders import DECODERS
+from helpers.device import device_line, gpus
 from helpers.encoders import AUTO, ENCODERS
 from helpers.errors import CourseError, DiskFullError
 from helpers.files import is_disk_full
@@ -43,6 +45,7 @@ def _print_prepare(summary: dict) -> None:
         print(f"  ... and {len(summary['skipped']) - 10} more (see --json)")
 
 
+LONG_STAGES = ("features", "train", "evaluate", "run")  # the commands that first say which device runs them
 EVALUATION_METRICS = (("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
                       ("cider", "CIDEr-D"), ("rouge_l", "ROUGE-L"), ("meteor", "METEOR"))
 
@@ -378,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = Path(args.out or default_work_dir()).expanduser()
     try:
         with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # keep stdout pure JSON
+            if args.command in LONG_STAGES:
+                print(device_line(gpus(ask_tensorflow=True), again="run this command again"))
             result = args.func(args)
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)

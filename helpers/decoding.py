@@ -7,7 +7,8 @@
 
 One path serves every decoder: each provides a `StepDecoder` (helpers/decoders/base.py) that advances one word
 at a time, and the search runs all its steps inside one compiled `tf.function`, hundreds of times faster than
-calling `model.predict` for every word (helpers/tutorial_baselines.py keeps that way, for comparison).
+calling `model.predict` for every word (helpers/tutorial_baselines.py keeps that way, for comparison). A model
+trained in mixed precision (on a GPU) is searched the same way: its logits are float32, its states float16.
 Tokens the decoder may never write are ruled out: `<pad>`, `<start>` and `<unk>` (a caption would show a gap
 where it stood) always, and `<end>` as the first word, so no caption comes out empty. Sampling draws each word
 from the model's distribution, sharpened or flattened by a temperature and cut to the `top_k` likeliest words
@@ -42,7 +43,7 @@ def next_word_log_probs(logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     """Log-probabilities of the next word (B, V) from logits, with the words ruled out at step t at -inf."""
     vocab_size = logits.shape[-1]
     mask = tf.where(t == 0, ruled_out(vocab_size, True), ruled_out(vocab_size, False))
-    return tf.nn.log_softmax(logits + mask, axis=-1)
+    return tf.nn.log_softmax(tf.cast(logits, tf.float32) + mask, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def greedy_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int, choose=mo
     looked = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
     for t in tf.range(steps):
         logits, state, weights = decoder.step(memory, words, state)
+        weights = tf.cast(weights, tf.float32)  # float16 in a mixed-precision model
         log_probs = next_word_log_probs(logits, t)
         best = choose(log_probs, t)
         total += tf.where(finished, 0.0, tf.gather(log_probs, best, batch_dims=1))
@@ -145,6 +147,7 @@ def beam_search(decoder: StepDecoder, inputs: tf.Tensor, steps: int, k: int) -> 
     def advance(t, words, state, scores, finished, ids, looked):
         """One step of every beam: extend each by every word, keep the k best of all extensions."""
         logits, state, weights = decoder.step(memory, words, state)
+        weights = tf.cast(weights, tf.float32)  # float16 in a mixed-precision model
         vocab_size, locations = tf.shape(logits)[-1], tf.shape(weights)[-1]
         log_probs = tf.reshape(next_word_log_probs(logits, t), [batch, k, vocab_size])
         # A finished beam can only continue with padding, at no cost: it keeps its score.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -51,6 +53,46 @@ class DiskFullError(WorkFolderError, OSError):
         return (f"the disk is full ({self.strerror}): {who} needs {need} in {folder} to write {self.path.name}, and "
                 f"{readable_size(shutil.disk_usage(folder).free)} are free there: free some space (or use --out on "
                 "another disk), then run it again; what was saved before is intact")
+
+
+FREE_MEMORY = "close other notebooks and programs to free memory (or use a machine with more), then run it again"
+
+
+class OutOfMemoryError(CourseError):
+    """A stage ran out of memory: TensorFlow's ResourceExhaustedError (a GPU's memory, usually) or the host's
+    MemoryError. `stage` and `lower`, the settings that make it need less, are filled in by `files.stage`."""
+
+    def __init__(self, error: BaseException, stage: str | None = None, lower: str = FREE_MEMORY) -> None:
+        super().__init__()
+        self.error, self.stage, self.lower = error, stage, lower
+
+    def __str__(self) -> str:
+        who = f"`python -m helpers {self.stage}`" if self.stage else "the course"
+        return f"{who} ran out of memory ({_first_line(self.error)}): {self.lower}"
+
+
+# What TensorFlow's other errors say when a GPU's memory ran out (a copy to the GPU, cuDNN's workspace).
+GPU_OUT_OF_MEMORY = re.compile(r"out of memory|OOM when allocating|Dst tensor is not initialized|ALLOC_FAILED")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` means that memory ran out: MemoryError, TensorFlow's ResourceExhaustedError, or another of its
+    errors that says so (checked only where TensorFlow is imported already: without it, none can be raised)."""
+    if isinstance(error, MemoryError):
+        return True
+    errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    if errors is None or not isinstance(error, errors.OpError):
+        return False
+    return isinstance(error, errors.ResourceExhaustedError) or bool(GPU_OUT_OF_MEMORY.search(error.message or ""))
+
+
+def _first_line(error: BaseException, longest: int = 160) -> str:
+    """`Type: the first line of its message`, cut to about `longest` characters (TensorFlow's run over many lines)."""
+    message = getattr(error, "message", None) or str(error)
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    if len(line) > longest:
+        line = line[:longest].rstrip() + "..."
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
 def readable_size(size: int) -> str:

@@ -7,8 +7,10 @@ where Java is installed. Both score the course's own cleaned tokens, not the COC
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
+import subprocess
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -210,7 +212,8 @@ def meteor_score(references: Sequence[Sequence[str]], hypotheses: Sequence[str])
 
 def meteor_scores(corpora: Sequence[tuple[Sequence[Sequence[str]], Sequence[str]]]) -> list[float] | None:
     """Corpus METEOR 1.5 of each (references, hypotheses) corpus, all in one Java process (it takes about 10 s to
-    start), each scored on its own; None without the extra or without Java."""
+    start), each scored on its own; None without the extra, without Java, or when Java fails (it cannot start, or
+    stops halfway: out of memory, a broken installation), said in one line: the other scores do not need it."""
     try:
         from pycocoevalcap.meteor.meteor import Meteor
     except ImportError:
@@ -219,10 +222,56 @@ def meteor_scores(corpora: Sequence[tuple[Sequence[Sequence[str]], Sequence[str]
     if shutil.which("java") is None:
         print("METEOR skipped: it runs in Java, and no `java` is on the PATH.")
         return None
+
+    class Scorer(Meteor):
+        """pycocoevalcap's wrapper, stopped by `_stop_meteor` only: its own __del__ would wait for a lock that a
+        failed call still holds, or fail on a process that never started."""
+
+        def __del__(self) -> None:
+            pass
+
     inputs = [_coco_inputs(refs, hyps) for refs, hyps in corpora]
-    meteor = Meteor()
+    try:
+        meteor = Scorer()
+    except OSError as error:  # a `java` that cannot be run at all
+        print(f"METEOR skipped: `java` could not be started ({error.strerror or error}); check that `java -version` "
+              "runs, or leave out --meteor (meteor=True in Python). The other scores do not need it.")
+        return None
+    failed = None
     try:
         return [float(meteor.compute_score(refs, hyps)[0]) for refs, hyps in inputs]
+    except (OSError, ValueError) as error:  # a broken pipe, or an empty or garbled answer: Java stopped halfway
+        failed = error
+        return None
     finally:
-        meteor.meteor_p.stdin.close()  # end the Java process now, not whenever the wrapper is collected
-        meteor.meteor_p.wait()
+        _stop_meteor(meteor, failed)
+
+
+METEOR_WAIT = 30.0  # seconds Java gets to end by itself once its input is closed
+
+
+def _stop_meteor(meteor, failed: Exception | None) -> None:
+    """End METEOR's Java process now (not whenever the wrapper is collected); after `failed`, say why in one line."""
+    process = meteor.meteor_p
+    with contextlib.suppress(OSError):  # the pipe is broken when Java has died
+        process.stdin.close()
+    try:
+        process.wait(timeout=METEOR_WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    said = [line.strip() for line in process.stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    process.stdout.close()
+    process.stderr.close()
+    if failed is None:
+        return
+    code = process.returncode
+    if code:
+        why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    else:  # it answered, but not with scores
+        why = f"{type(failed).__name__}: {failed}"
+    if said:
+        why += f": {said[-1][:200]}"
+    print(f"METEOR skipped: Java started, then failed ({why}); check that `java -jar` runs with the 2 GB of memory "
+          "METEOR asks for (-Xmx2G), or leave out --meteor (meteor=True in Python). The other scores do not need "
+          "it.")

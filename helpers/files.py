@@ -3,7 +3,8 @@
 A reader (or a rerun after `kill -9`, a full disk, Ctrl-C) sees either the old file or the new one, never half
 of one: `os.replace` within one folder is atomic on every system the course runs on. A temporary file that a
 killed process left is removed by the next write of its target. A full disk while writing is a DiskFullError
-that says how much room the write needed, and which stage (`stage`) was writing.
+that says how much room the write needed, and which stage (`stage`) was writing; memory that runs out during a
+stage is an OutOfMemoryError that names the stage and the settings that need less.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from helpers.errors import DiskFullError
+from helpers.errors import FREE_MEMORY, DiskFullError, OutOfMemoryError, is_out_of_memory
 
 SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # NumPy's OSError (no errno) when a write comes up short
 
@@ -59,17 +60,24 @@ def room_for(path: Path, needed: int | None) -> Iterator[None]:
         raise DiskFullError(path, needed) from error
 
 
-def stage(name: str) -> Callable:
-    """Decorator: a full disk while the function runs is reported as the stage `name`'s (the outermost stage wins:
-    `train --fine-tune` encodes features too)."""
+def stage(name: str, lower_memory: str = FREE_MEMORY) -> Callable:
+    """Decorator: a full disk, or memory running out, while the function runs is reported as the stage `name`'s (the
+    outermost stage wins: `train --fine-tune` encodes features too). `lower_memory` says which settings of the
+    stage make it need less memory; an OutOfMemoryError names them."""
 
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
         def run(*args, **kwargs):
             try:
                 return function(*args, **kwargs)
-            except DiskFullError as error:
+            except (DiskFullError, OutOfMemoryError) as error:
                 error.stage = name
+                if isinstance(error, OutOfMemoryError):
+                    error.lower = lower_memory
+                raise
+            except Exception as error:
+                if is_out_of_memory(error):
+                    raise OutOfMemoryError(error, name, lower_memory) from error
                 raise
 
         return run

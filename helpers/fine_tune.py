@@ -16,7 +16,9 @@ The images are read through `tf.data` with light augmentation: a random crop of 
 little brightness and contrast jitter, never a horizontal flip (captions say "on the left of"). Each image is
 encoded once a step and its five captions are scored together. Afterwards the fine-tuned encoder's weights are
 saved beside the model (their SHA-1 in the file name, so a feature cache names the exact encoder it came from),
-every image of the splits is encoded with it, and `evaluate`, `caption` and `search` use it from then on.
+every image of the splits is encoded with it, and `evaluate`, `caption` and `search` use it from then on. On a GPU
+with tensor cores the encoder and the decoder learn in mixed precision, as stage 1 does (helpers/training.py): the
+encoder's activations, the most memory this stage takes, are half the size.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ from helpers.encoders import build_encoder, encoder_spec
 from helpers.errors import SettingError, check_at_least
 from helpers.files import file_sha1, replacing, stage, write_json
 from helpers.images import load_image
-from helpers.training import saved_size, set_seed, teacher_forcing_arrays, train_model
+from helpers.training import precision, precision_policy, saved_size, set_seed, teacher_forcing_arrays, train_model
 from helpers.vocabulary import PAD_ID, Vocabulary
 from helpers.workspace import DEFAULT_MODEL, Workspace
 
 CAPTIONS_PER_IMAGE = 5  # Flickr8k's; an image with fewer repeats them, one with more keeps its first five
 CROP_MARGIN = 1.15  # augmentation: a random crop of the picture read this much larger
 FINE_TUNE_LEARNING_RATE = 1e-4
+# What the out-of-memory message of this stage suggests (files.stage).
+LOWER_MEMORY = ("fine-tune on fewer pictures a step (--fine-tune-batch-size 8; 16 by default) or with a smaller "
+                "encoder (--encoder mobilenet_v2, for both stages), then run it again")
 
 
 def unfreeze_last_block(encoder: keras.Model, after: str) -> int:
@@ -117,7 +122,7 @@ def end_to_end(encoder: keras.Model, decoder: keras.Model, image_size: int, widt
     return model
 
 
-@stage("train --fine-tune")
+@stage("train --fine-tune", LOWER_MEMORY)
 def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
               learning_rate: float = FINE_TUNE_LEARNING_RATE, image_batch_size: int = 16, patience: int | None = None,
               verbose: int | str = "auto", save_as: str | None = None) -> dict[str, list[float]]:
@@ -137,7 +142,9 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
     source, files = work.model(model_name), work.model(save_as or model_name)
     spec, size = encoder_spec(config["encoder"]), config["image_size"]
     set_seed(config["seed"])
-    encoder = build_encoder(spec.name, config["weights_source"], size, pooling="avg")  # the cache's encoder
+    policy = precision_policy()  # as in stage 1: mixed precision on a GPU with tensor cores, float32 elsewhere
+    with precision(policy):
+        encoder = build_encoder(spec.name, config["weights_source"], size, pooling="avg")  # the cache's encoder
     trainable = unfreeze_last_block(encoder, spec.fine_tune_after)
     captions, images = work.read_json("captions.json"), pipeline.images_of(work)
     splits = {}
@@ -150,7 +157,8 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
         keys, inputs, targets = grouped_captions(splits[split], vocab, width)
         data[split] = image_dataset([images[k] for k in keys], inputs, targets, spec.name, size, image_batch_size,
                                     augment, config["seed"])
-    model = end_to_end(encoder, decoder, size, width, learning_rate)
+    with precision(policy):  # compiled under it: Keras scales the loss in mixed precision
+        model = end_to_end(encoder, decoder, size, width, learning_rate)
     started = time.perf_counter()
     checkpoint = files.keras.with_name(f"{files.name}.fine_tuning.keras")
     history = train_model(model, data["train"], data["dev"], epochs=epochs, checkpoint_path=checkpoint,
@@ -163,6 +171,7 @@ def fine_tune(work: Workspace, model_name: str = DEFAULT_MODEL, epochs: int = 5,
               "fine_tune": {"from_weights": config["weights"], "epochs_run": len(history["loss"]),
                             "learning_rate": learning_rate, "image_batch_size": image_batch_size,
                             "unfrozen_after": spec.fine_tune_after, "trainable_encoder_weights": trainable,
+                            "precision": policy,
                             "best_val_loss": min(history["val_loss"]),
                             "seconds": round(time.perf_counter() - started, 1)}}
     record["fine_tune"]["from_epoch"] = _append_history(source.history, files.history, history)

@@ -1,5 +1,6 @@
-"""What every notebook does first (find the data and the work folder, seed, print versions, say which dataset
-is in use) and the stages a notebook reruns when it finds an earlier notebook's files missing or stale.
+"""What every notebook does first (find the data and the work folder, on Colab keep it on Google Drive, seed,
+print versions, say which dataset and device are in use) and the stages a notebook reruns when it finds an earlier
+notebook's files missing or stale.
 
 Light on purpose: importing this module never imports TensorFlow (notebooks 01-02 do not need it).
 """
@@ -19,18 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import __version__
+from helpers import __version__, find_data
 from helpers.dataset import detect_layout
+from helpers.device import device_line
 from helpers.encoders import choose_encoder
-from helpers.errors import CourseError, DatasetError
+from helpers.errors import CourseError, DatasetError, WorkFolderError
 from helpers.find_data import IN_COLAB
-from helpers.paths import PACKAGE_DIR, data_dir, default_work_dir, is_fixture_folder
+from helpers.paths import PACKAGE_DIR, data_dir, default_work_dir, feature_store, is_fixture_folder
 from helpers.workspace import Workspace
 
 # Only used where pyproject.toml cannot be found; tools/set_repository.py rewrites it with the setting.
 FALLBACK_REPOSITORY = "captioning-course/cnn-lstm-captioning"
 # Set by the test runners and notebook executors; a person at a notebook has none of them.
 HEADLESS_VARIABLES = ("PYTEST_CURRENT_TEST", "PAPERMILL_EXECUTION", "COURSE_HEADLESS")
+DRIVE = Path("/content/drive")  # where Colab mounts Google Drive; "My Drive" is its MyDrive/ folder
+DRIVE_FOLDER = "cnn-lstm-captioning"  # the folder in My Drive that keep_work_on_drive() keeps the work in
 
 
 def _course_pyprojects() -> list[Path]:
@@ -70,7 +74,8 @@ def _display_path(path: Path) -> str:
 
 
 def banner(folder: Path, is_fixture: bool) -> None:
-    """Say which dataset this notebook uses and how to switch; on the fixture, which encoder and why."""
+    """Say which dataset this notebook uses and how to switch; on the fixture, which encoder and why; which device
+    TensorFlow runs on (on Colab without a GPU: how to get one). Imports no TensorFlow (`helpers.device`)."""
     found = detect_layout(folder)
     images = sum(1 for p in found.images_dir.rglob("*") if p.is_file())
     if is_fixture:
@@ -80,6 +85,48 @@ def banner(folder: Path, is_fixture: bool) -> None:
         print(f"Using {found.layout} data from {folder} ({images:,} images).")
     if is_fixture_folder(folder):
         print(choose_encoder(fixture=True).note)
+    print(device_line())
+
+
+def keep_work_on_drive(folder: str | None = DRIVE_FOLDER, mount_point: str | Path = DRIVE) -> Path | None:
+    """On Colab: mount Google Drive and keep the work folder and the feature store in `folder` of My Drive.
+
+    A Colab runtime forgets its disk when it disconnects, and each notebook may run on a fresh one: with the work
+    on Drive, the next notebook (and a reconnected runtime) finds the captions, the vocabulary, the features and the
+    models, and `train --resume` continues where training stopped. Sets COURSE_WORK_DIR to `folder`/work and
+    COURSE_FEATURE_STORE to `folder`/features (`keep_work_in`); run it before `notebook_workspace()`. Returns the
+    work folder. Off Colab, or with `folder` None, it does nothing (and prints nothing) and returns None.
+    """
+    if not find_data.IN_COLAB or not folder:
+        return None
+    from google.colab import drive
+
+    try:
+        drive.mount(str(mount_point))  # asks once for access; once mounted, a second call says so and goes on
+    except Exception as error:  # Colab's own errors (access refused, a timeout) have no common class
+        raise WorkFolderError(f"Google Drive was not mounted ({type(error).__name__}: {error}): run this cell again "
+                              "and allow the access Colab asks for, or call keep_work_on_drive(None) to keep the "
+                              "work on this runtime's disk (lost when it disconnects).") from None
+    work = keep_work_in(Path(mount_point) / "MyDrive" / folder)
+    print(f"Keeping the work on Google Drive: the work folder is {work} and the features are shared in "
+          f"{feature_store()}, so the next notebook and a new runtime find them.")
+    return work
+
+
+def keep_work_in(folder: str | Path) -> Path:
+    """Make `folder`/work the work folder and `folder`/features the feature store, for this kernel and every command
+    it starts (COURSE_WORK_DIR, COURSE_FEATURE_STORE, which they read); returns the work folder."""
+    folder = Path(folder).expanduser()
+    work, store = folder / "work", folder / "features"
+    for made in (work, store):
+        try:
+            made.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkFolderError(f"cannot make {made} to keep the work in ({error.strerror}): check that the folder "
+                                  "can be written (on Colab: that Google Drive is mounted and not full), or keep "
+                                  "the work in another folder.") from None
+    os.environ["COURSE_WORK_DIR"], os.environ["COURSE_FEATURE_STORE"] = str(work), str(store)
+    return work
 
 
 def notebook_workspace() -> Workspace:

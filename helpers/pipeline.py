@@ -47,6 +47,17 @@ if TYPE_CHECKING:
 EPOCHS = 30  # an upper bound: early stopping on the dev loss ends training sooner
 MONITORS = ("dev_loss", "cider", "bleu4")  # what early stopping watches: the teacher-forced dev loss, or a metric
 # of the greedy dev captions
+# What each stage's out-of-memory message suggests (files.stage): the settings that make it need less.
+LOWER_MEMORY = {
+    "features": "encode fewer pictures at a time (features --batch-size 8, or run --image-batch-size 8; 32 by "
+                "default) or use a smaller encoder (--encoder mobilenet_v2), then run it again: the features "
+                "encoded so far are kept",
+    "train": "train on smaller batches (--batch-size 32; 64 by default) or a smaller decoder (--units 128); for the "
+             "attention decoder, a coarser grid too (--grid-pool 2) or a smaller encoder's (--encoder "
+             "mobilenet_v2), then run it again",
+    "evaluate": "write the captions with a narrower beam (--beam 1, greedy search, needs the least), then run it again",
+    "caption": "caption fewer photos at a time, or with a narrower beam (--beam 1), then run it again",
+}
 
 
 def is_fixture(work: Workspace) -> bool:
@@ -76,7 +87,7 @@ def images_of(work: Workspace) -> dict[str, Path]:
     return {key: images_dir / key for split in captions.values() for key in split}
 
 
-@stage("features")
+@stage("features", LOWER_MEMORY["features"])
 def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_size: int | None = None,
             pooling: str = "avg", batch_size: int = 32, progress: bool = True) -> FeatureSet:
     """Encoder features of every image in the splits, cached (and resumable) in the work folder."""
@@ -113,7 +124,7 @@ def pictures_fingerprint(features: FeatureSet, keys: list[str]) -> str:
     return fingerprint({key: features.pictures.get(key, {}).get("sha1") for key in sorted(keys)})
 
 
-@stage("train")
+@stage("train", LOWER_MEMORY["train"])
 def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, weights: str = AUTO,
           image_size: int | None = None, epochs: int = EPOCHS, batch_size: int = 64, units: int = 256,
           dropout: float = 0.5, learning_rate: float = 1e-3, patience: int = 3, seed: int = 0, resume: bool = False,
@@ -130,6 +141,9 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     `tensorboard`: a folder for TensorBoard's logs (loss curves and the model's graph), `tensorboard --logdir` it.
     `monitor`: what early stopping and the checkpoint watch: "dev_loss" (teacher forcing), or "cider" / "bleu4",
     the CIDEr-D or BLEU-4 of the greedy captions of the dev split, computed after every epoch.
+    On a GPU with tensor cores the model trains in mixed precision (float16 compute on float32 weights, logits and
+    loss in float32: half the activations' memory, matrix products on the tensor cores); on the CPU in float32, as
+    before (`training.precision_policy`). model.json records which ("precision").
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("units", units), ("patience", patience),
                         ("grid_pool", grid_pool)):
@@ -191,24 +205,37 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     import keras
 
     from helpers.decoders.attention import location_stats
-    from helpers.training import make_dataset, set_seed, strategy_for, strategy_name, train_model
+    from helpers.training import (
+        make_dataset,
+        precision,
+        precision_policy,
+        set_seed,
+        strategy_for,
+        strategy_name,
+        train_model,
+    )
 
     set_seed(settings["seed"])
     distribution = strategy_for(strategy)
+    policy = precision_policy()  # mixed precision on a GPU with tensor cores, float32 elsewhere
+    if resume and files.record.exists() and (before := files.read_record().get("precision", "float32")) != policy:
+        print(f"Note: {files.keras} was trained in {before} and this machine trains in {policy} (another device): the "
+              "weights go on from the checkpoint, the optimizer's running averages start again.")
     train_keys = list(train_caps)
     if spec.pooling == "avg":
         normaliser = {"train_features": features.stack(train_keys)}
     else:
         normaliser = {"stats": location_stats(features, train_keys, pool=settings["grid_pool"]),
                       "pool": settings["grid_pool"]}
-    with distribution.scope():  # variables (model and optimizer) are created once per device, kept in sync
+    with distribution.scope(), precision(policy):  # variables are made once per device, kept in sync
         model = spec.build(len(vocab), feature_dim=features.row_shape[-1], units=settings["units"],
                            embedding_dim=settings["units"], dropout=settings["dropout"],
                            learning_rate=settings["learning_rate"], **normaliser)
     batch_size, seed = settings["batch_size"], settings["seed"]
     train_ds = make_dataset(train_caps, features, vocab, batch_size=batch_size, shuffle=True, seed=seed)
     dev_ds = make_dataset(dev_caps, features, vocab, batch_size=batch_size, shuffle=False, seed=seed)
-    settings = {**settings, "strategy": strategy_name(distribution), "replicas": distribution.num_replicas_in_sync}
+    settings = {**settings, "strategy": strategy_name(distribution), "replicas": distribution.num_replicas_in_sync,
+                "precision": policy}
     previous = json.loads(files.history.read_text(encoding="utf-8")) if resume and files.history.exists() else {}
     checkpoint = files.keras
 
@@ -263,18 +290,22 @@ def _dev_score(metric: str, features: FeatureSet, dev_caps: dict[str, list[str]]
     return score
 
 
-def _read_model(path: str) -> keras.Model:
-    """A saved model, read from its .keras file."""
+def _read_model(path: str, policy: str) -> keras.Model:
+    """A saved model, read from its .keras file under the dtype policy it was trained in (`policy`): a
+    mixed-precision model gets its loss scaling back."""
     import keras
 
-    return keras.models.load_model(path, safe_mode=True)
+    from helpers.training import precision
+
+    with precision(policy):
+        return keras.models.load_model(path, safe_mode=True)
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_model(path: str, sha1: str) -> keras.Model:
+def _shared_model(path: str, sha1: str, policy: str) -> keras.Model:
     """`_read_model` once per checkpoint (`sha1`: a new save is read again), so that captioning a few photos at a
     time reuses the model and the search compiled for it."""
-    return _read_model(path)
+    return _read_model(path, policy)
 
 
 def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL, to_train: bool = False
@@ -304,8 +335,11 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL, to_train: boo
             raise WorkFolderError(f"{work.path(name)} changed after {path} was trained (another `prepare`, or "
                                   f"notebook 02 with another min_count): train again ({again}), or prepare the "
                                   "data the model was trained on.")
+    from helpers.training import FULL
+
+    policy = config.get("precision", FULL)  # the dtype policy it was trained in
     try:
-        model = _read_model(str(path)) if to_train else _shared_model(str(path), config["model_sha1"])
+        model = _read_model(str(path), policy) if to_train else _shared_model(str(path), config["model_sha1"], policy)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
         raise files.damaged(path, f"{type(error).__name__}: {error}") from error
     if config.get("status") == "training":
@@ -340,7 +374,7 @@ def trained_features(work: Workspace, config: dict, keys: list[str]) -> FeatureS
     return features
 
 
-@stage("evaluate")
+@stage("evaluate", LOWER_MEMORY["evaluate"])
 def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: bool = False,
              model_name: str = DEFAULT_MODEL, sampling: Sampling | None = None) -> dict:
     """BLEU-1..4, CIDEr-D and ROUGE-L of generated captions on a split (greedy, beam or sampled captions), beside the
@@ -407,7 +441,7 @@ def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[ke
     return load_trained(work, model_name)
 
 
-@stage("caption")
+@stage("caption", LOWER_MEMORY["caption"])
 def caption_files(work: Workspace, paths: list[str | Path], beam_width: int = 1, model_name: str = DEFAULT_MODEL,
                   sampling: Sampling | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Caption any image files with the trained model (or the shipped one): (path -> caption, path -> why it could

@@ -1,6 +1,7 @@
 """CIDEr-D and METEOR through pycocoevalcap (the optional `eval` extra), on cases checked by hand."""
 
 import math
+import os
 import shutil
 
 import pytest
@@ -62,3 +63,50 @@ def test_meteor_of_captions_equal_to_a_reference_is_near_one():
     # One call: each starts a Java process that loads METEOR's paraphrase table (about 10 s).
     references = [["a dog runs on the grass", "a brown dog is running"], ["a cat sleeps on a red sofa"]]
     assert 0.9 < evaluation.meteor_score(references, ["a dog runs on the grass", "a cat sleeps on a red sofa"]) <= 1
+
+
+FAKE_JAVAS = {  # a `java` that starts, then fails: what each does, and what the course says of it
+    "exits at once": ('echo "Error: Unable to access jarfile meteor-1.5.jar" >&2\nexit 1',
+                      "exit code 1: Error: Unable to access jarfile meteor-1.5.jar"),
+    "dies after starting": ('read line\necho "Exception in thread main java.lang.OutOfMemoryError: Java heap space" >&2'
+                            "\nexit 1",
+                            "exit code 1: Exception in thread main java.lang.OutOfMemoryError: Java heap space"),
+    "is killed": ("read line\nkill -9 $$", "killed by signal 9"),
+    "answers nonsense": ("while read line; do echo nonsense; done",
+                         "ValueError: could not convert string to float: b'nonsense'"),
+}
+
+
+def fake_java(folder, body: str) -> str:
+    """A PATH with a `java` first that runs `body` (a shell script) instead of Java."""
+    folder.mkdir()
+    java = folder / "java"
+    java.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    java.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("case", sorted(FAKE_JAVAS))
+def test_meteor_whose_java_fails_is_skipped_in_one_line_and_the_rest_is_scored(case, tmp_path, monkeypatch, capsys):
+    body, why = FAKE_JAVAS[case]
+    references = [["a dog runs on the grass", "a brown dog is running", "a dog on grass"], ["a cat sleeps"] * 3]
+    systems = {"model": ["a dog runs on grass", "a cat is sleeping"]}
+    without = evaluation.like_for_like(references, systems)
+    monkeypatch.setenv("PATH", fake_java(tmp_path / "bin", body))
+    assert evaluation.meteor_score(references, systems["model"]) is None
+    scored = evaluation.like_for_like(references, systems, meteor=True)
+    assert scored == without and scored["all"]["model"]["cider"] > 0 and scored["all"]["model"]["meteor"] is None
+    line = (f"METEOR skipped: Java started, then failed ({why}); check that `java -jar` runs with the 2 GB of memory "
+            "METEOR asks for (-Xmx2G), or leave out --meteor (meteor=True in Python). The other scores do not "
+            "need it.")
+    assert capsys.readouterr().out == f"{line}\n{line}\n"
+
+
+def test_meteor_whose_java_cannot_start_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+    fake_java(tmp_path / "bin", "")
+    (tmp_path / "bin" / "java").write_bytes(b"\x7fELF not really a program")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # alone: no other java to fall back on
+    assert evaluation.meteor_score([["a dog"]], ["a dog"]) is None
+    assert capsys.readouterr().out == (
+        "METEOR skipped: `java` could not be started (Exec format error); check that `java -version` runs, or leave "
+        "out --meteor (meteor=True in Python). The other scores do not need it.\n")

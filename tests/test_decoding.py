@@ -9,8 +9,9 @@ import pytest
 
 from helpers.decoders import DECODERS, decoder_spec
 from helpers.decoders.attention import location_stats
-from helpers.decoding import check_beam_width, decode
+from helpers.decoding import Sampling, check_beam_width, decode
 from helpers.errors import SettingError
+from helpers.training import MIXED, precision
 from helpers.tutorial_baselines import predict_loop_ids
 from helpers.vocabulary import END_ID, PAD_ID, RESERVED, START_ID, Vocabulary
 
@@ -130,3 +131,27 @@ def test_end_is_never_the_first_word(vocab, images, beam_width):
 def test_beam_widths_outside_one_to_the_number_of_words_are_refused(vocab, width):
     with pytest.raises(SettingError, match="from 1 \\(greedy search\\) to 26"):
         check_beam_width(width, vocab)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # loaded without its loss scaling
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_a_mixed_precision_model_finds_its_captions_and_keeps_them_when_saved(name, vocab, images, tmp_path):
+    """What a GPU trains (float16 layers, float32 logits) is searched the same way, on the CPU too."""
+    train = images[DECODERS[name].pooling]
+    with precision(MIXED):
+        model = build(name, vocab, train, dropout=0.0, learning_rate=1e-2)
+    assert model.get_layer("lstm").compute_dtype == "float16"
+    memorise(model, vocab, train)
+    found = decode(model, train, vocab)
+    assert found.captions == CAPTIONS and found.log_probs.dtype == np.float32 and (found.log_probs < 0).all()
+    assert decode(model, train, vocab, beam_width=3).captions == CAPTIONS
+    assert decode(model, train, vocab, sampling=Sampling(top_k=1)).captions == CAPTIONS  # the likeliest word
+    if name == "attention":  # each word's attention weights, float32 from float16, still sum to 1
+        words = found.ids != PAD_ID
+        np.testing.assert_allclose(found.weights.sum(axis=-1)[words], 1.0, atol=1e-2)
+    model.save(tmp_path / "mixed.keras")
+    loaded = keras.models.load_model(tmp_path / "mixed.keras", safe_mode=True)
+    assert loaded.get_layer("lstm").compute_dtype == "float16"
+    again = decode(loaded, train, vocab)
+    assert again.captions == CAPTIONS
+    np.testing.assert_allclose(again.log_probs, found.log_probs, rtol=1e-5)

@@ -1,3 +1,4 @@
+import os
 import random
 import shutil
 import subprocess
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import notebook
+from helpers import device, find_data, notebook
 from helpers.errors import DatasetError, WorkFolderError
 from helpers.find_data import resolve_data
 from helpers.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, notebook_workspace, repository
@@ -99,17 +100,48 @@ def test_auto_skips_an_unusable_folder_and_says_so(isolated, capsys):
     assert f"Skipping {isolated / 'flickr8k'}" in capsys.readouterr().out
 
 
-def test_banner_names_the_fixture_how_to_switch_and_the_offline_encoder_once(isolated, capsys):
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """A machine with 2 CPU cores and no GPU, off Colab."""
+    monkeypatch.setattr(device, "gpus", lambda ask_tensorflow=None: [])
+    monkeypatch.setattr(device, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(find_data, "IN_COLAB", False)
+
+
+def test_banner_names_the_fixture_how_to_switch_and_the_offline_encoder_once(isolated, no_gpu, capsys):
     banner(*resolve_data("fixture"))
-    first, second = capsys.readouterr().out.strip().splitlines()
+    first, second, third = capsys.readouterr().out.strip().splitlines()
     images = len(list((fixture_dir() / "Images").glob("*.jpg")))
     assert "FIXTURE" in first and f"{images} small synthetic pictures" in first and 'DATA' in first
     assert "MobileNetV2 with ImageNet weights that ship with the course" in second and "Xception" in second
+    assert third == "Device: CPU only (2 cores)."
 
 
-def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, capsys):
+def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, no_gpu, capsys):
     banner(kaggle_dir, False)
-    assert capsys.readouterr().out.strip() == f"Using kaggle data from {kaggle_dir} (4 images)."
+    assert capsys.readouterr().out.strip() == (f"Using kaggle data from {kaggle_dir} (4 images).\n"
+                                               "Device: CPU only (2 cores).")
+
+
+def test_banner_on_colab_without_a_gpu_says_how_to_get_one(isolated, kaggle_dir, no_gpu, monkeypatch, capsys):
+    monkeypatch.setattr(find_data, "IN_COLAB", True)
+    banner(kaggle_dir, False)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "Device: CPU only (2 cores): this Colab runtime has no GPU. For one, choose Runtime > Change runtime type > "
+        "T4 GPU, then run the notebook again from the top (a new runtime starts with an empty disk: "
+        "keep_work_on_drive() keeps your work).")
+
+
+def test_banner_names_the_gpu_without_importing_tensorflow(tmp_path):
+    (tmp_path / "0000:00:04.0").mkdir()
+    (tmp_path / "0000:00:04.0" / "information").write_text("Model: \t\t Tesla T4\n", encoding="utf-8")
+    code = ("import sys, helpers.device as d, helpers.notebook as n, helpers.find_data as f; "
+            f"d.NVIDIA_DRIVER = d.Path({str(tmp_path)!r}); n.banner(*f.resolve_data('fixture')); "
+            "print('tensorflow' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                            env=env)
+    assert result.stdout.strip().splitlines()[-2:] == ["Device: GPU (Tesla T4).", "False"]
 
 
 def test_notebook_workspace_comes_from_the_environment(tmp_path, monkeypatch):

@@ -726,7 +726,9 @@ def test_troubleshooting_guide_quotes_messages_the_course_really_prints():
                    "the disk is full (", "then run it again; what was saved before is intact",
                    "cannot make the work folder", "fails its CRC check", "it needs a whole checkpoint and its record",
                    "or use the copy in", "could be read, so none has features", "has no split lists of its own",
-                   "was trained on the old pictures", "not what training writes"):
+                   "was trained on the old pictures", "not what training writes", "ran out of memory (",
+                   "Google Drive was not mounted", "Keeping the work on Google Drive", "this Colab runtime has no GPU",
+                   "METEOR skipped: Java started, then failed", "could not be started", "this machine trains in"):
         assert quoted in guide, f"docs/troubleshooting.md does not quote {quoted!r}"
         assert quoted in source, f"the course no longer prints {quoted!r}"
 

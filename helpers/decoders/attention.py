@@ -88,10 +88,11 @@ def build_attention_model(
         raise SettingError(f"The grid statistics have {mean.shape[1]} channels, the features {feature_dim}.")
     image = keras.Input(shape=(side * pool, side * pool, feature_dim), dtype="float32", name="image")
     caption = keras.Input(shape=(None,), dtype="int32", name="caption")
-    pooled = layers.AveragePooling2D(pool, name="pool_grid")(image) if pool > 1 else image
-    locations = layers.Reshape((cells, feature_dim), name="locations")(pooled)  # (B, g, g, F) -> (B, L, F)
-    values = layers.Normalization(axis=(1, 2), mean=mean, variance=floored_variance(variance),
-                                  name="normalize")(locations)
+    # The grid is pooled and standardised in float32, also in mixed precision: what sets the cells apart is small.
+    pooled = layers.AveragePooling2D(pool, name="pool_grid", dtype="float32")(image) if pool > 1 else image
+    locations = layers.Reshape((cells, feature_dim), name="locations", dtype="float32")(pooled)  # (B, L, F)
+    values = layers.Normalization(axis=(1, 2), mean=mean, variance=floored_variance(variance), name="normalize",
+                                  dtype="float32")(locations)
     values = layers.Dropout(dropout, name="image_dropout")(values)
     keys = layers.Dense(units, use_bias=False, name="attend_image")(values)  # W_k f_i
     average = layers.GlobalAveragePooling1D(name="mean_location")(values)
@@ -107,7 +108,7 @@ def build_attention_model(
     x = layers.Concatenate(name="merge")([hidden, context])
     x = layers.Dense(units, activation="tanh", name="decoder_dense")(x)
     x = layers.Dropout(dropout, name="output_dropout")(x)
-    logits = layers.Dense(vocab_size, name="next_word")(x)
+    logits = layers.Dense(vocab_size, name="next_word", dtype="float32")(x)  # float32 even in mixed precision
     model = keras.Model({"image": image, "caption": caption}, logits, name="attention_captioner")
     return compile_captioner(model, learning_rate)
 

@@ -42,8 +42,11 @@ def image_input(train_features: np.ndarray | None, feature_dim: int | None) -> k
 
 
 def standardiser(train_features: np.ndarray | None, name: str = "normalize") -> keras.layers.Layer:
-    """A Normalization layer with the train features' mean and (floored) variance per feature (identity before)."""
-    layer = keras.layers.Normalization(name=name)
+    """A Normalization layer with the train features' mean and (floored) variance per feature (identity before).
+
+    It computes in float32 even in mixed precision: untrained features can differ by 1e-5 between images, which
+    float16 would round away."""
+    layer = keras.layers.Normalization(name=name, dtype="float32")
     if train_features is not None:
         layer.adapt(np.asarray(train_features, dtype="float32"))
         layer.adapt_variance.assign(floored_variance(keras.ops.convert_to_numpy(layer.adapt_variance)))

@@ -42,7 +42,7 @@ def build_inject_model(
     words = layers.Dropout(dropout, name="caption_dropout")(words)
     hidden = layers.LSTM(units, return_sequences=True, name="lstm")(words, initial_state=state)
     hidden = layers.Dense(units, activation="relu", name="decoder_dense")(hidden)
-    logits = layers.Dense(vocab_size, name="next_word")(hidden)
+    logits = layers.Dense(vocab_size, name="next_word", dtype="float32")(hidden)  # float32 even in mixed precision
     model = keras.Model({"image": image, "caption": caption}, logits, name="inject_captioner")
     return compile_captioner(model, learning_rate)
 

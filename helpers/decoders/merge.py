@@ -43,7 +43,7 @@ def build_merge_model(
     caption_vectors = layers.LSTM(units, return_sequences=True, name="lstm")(words)
     merged = layers.Add(name="merge")([image_vector, caption_vectors])  # the image vector is added at every step
     hidden = layers.Dense(units, activation="relu", name="decoder_dense")(merged)
-    logits = layers.Dense(vocab_size, name="next_word")(hidden)  # linear: the loss applies the softmax
+    logits = layers.Dense(vocab_size, name="next_word", dtype="float32")(hidden)  # linear: the loss takes the softmax
     model = keras.Model({"image": image, "caption": caption}, logits, name="merge_captioner")
     return compile_captioner(model, learning_rate)
 
@@ -60,7 +60,7 @@ class MergeStepDecoder:
     def start(self, features: tf.Tensor) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         """Memory [image vectors (B, units)] and the LSTM's empty state [h, c] for a batch of features (B, F)."""
         image_vector = self.image_dense(self.normalize(features))
-        zeros = tf.zeros([tf.shape(features)[0], self.cell.units])
+        zeros = tf.zeros([tf.shape(features)[0], self.cell.units], dtype=self.cell.compute_dtype)  # float16 if mixed
         return [image_vector], [zeros, zeros]
 
     def step(self, memory: list[tf.Tensor], words: tf.Tensor, state: list[tf.Tensor]):
