@@ -97,6 +97,16 @@ def test_colab_cell_is_the_same_in_every_notebook():
     assert len(set(firsts.values())) == 1, "the Colab install cells differ: keep them identical"
 
 
+def test_the_drive_cell_follows_the_install_cell_as_the_readme_shows_it(notebook):
+    """On Colab the work is kept on Google Drive before anything reads the work folder (helpers.notebook)."""
+    path, nb = notebook
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    drive = code[1]
+    assert drive.id == f"{path.name[:2]}-drive" and drive.source.endswith("\nkeep_work_on_drive()")
+    assert f"```python\n{drive.source}\n```" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not any("keep_work_on_drive" in cell.source for cell in code[2:])
+
+
 def test_one_parameters_cell_of_plain_assignments(notebook):
     path, nb = notebook
     tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
