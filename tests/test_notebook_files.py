@@ -102,7 +102,8 @@ def test_the_drive_cell_follows_the_install_cell_as_the_readme_shows_it(notebook
     path, nb = notebook
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     drive = code[1]
-    assert drive.id == f"{path.name[:2]}-drive" and drive.source.endswith("\nkeep_work_on_drive()")
+    assert drive.id == f"{path.name[:2]}-drive" and "\nKEEP_WORK_ON_DRIVE = False\n" in drive.source  # opt-in
+    assert drive.source.endswith("\nkeep_work_on_drive() if KEEP_WORK_ON_DRIVE else None")
     assert f"```python\n{drive.source}\n```" in (ROOT / "README.md").read_text(encoding="utf-8")
     assert not any("keep_work_on_drive" in cell.source for cell in code[2:])
 
