@@ -51,12 +51,6 @@ def folder(tmp_path, photo) -> Path:
     return tmp_path
 
 
-def test_no_trained_model_says_what_to_run(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 2
-    error = capsys.readouterr().err
-    assert "model.keras is missing" in error and "python -m helpers train" in error
-
-
 def test_without_gradio_it_says_how_to_install_it_before_loading_anything(work, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
     monkeypatch.setattr(pipeline, "load_trained", lambda *a, **k: pytest.fail("the model was loaded first"))

@@ -89,3 +89,32 @@ def test_without_a_shipped_captioner_demo_says_what_to_run(tmp_path, monkeypatch
     assert cli.main(["demo", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "model.keras is missing" in error and "python -m helpers train" in error
+
+
+# --- the captioner in helpers/captioner/, trained on Flickr8k by the real-data benchmark -------------------------
+
+def test_the_shipped_captioner_belongs_together_and_says_what_it_is():
+    model, vocab, record = load_shipped()
+    assert record["encoder"] == "mobilenet_v2" and record["weights"] == "imagenet" and record["image_size"] == 224
+    assert model.input["image"].shape[-1] == record["feature_dim"] == 1280 and len(vocab) == record["vocab_size"]
+    assert record["scores"]["split"] == "test" and record["scores"]["images"] == 1000
+    assert 0 < record["scores"]["bleu4"] < record["scores"]["bleu1"] < 1
+    notice = (shipped_captioner.SHIPPED_DIR / "NOTICE").read_text(encoding="utf-8")
+    assert "research and teaching use only" in notice and f"{record['scores']['bleu4']:.3f}" in notice
+    assert sum(p.stat().st_size for p in shipped_captioner.SHIPPED_DIR.iterdir()) < 10_000_000
+
+
+def test_the_shipped_captioner_describes_each_photo_best_by_its_own_caption(tmp_path):
+    """Its caption of each of the three ImageNet test photos (data/photos/) is likelier given that photo than given
+    either other one: what it writes comes from the picture, not from the language model alone."""
+    from helpers.retrieval import caption_log_probs
+
+    photos = sorted((ROOT / "data" / "photos").glob("*.jpg"))
+    written, failed = pipeline.caption_files(Workspace(tmp_path), photos)
+    assert not failed and len(set(written.values())) == len(photos)
+    model, vocab, record = load_shipped()
+    _, found = pipeline.encode_photos(Workspace(tmp_path), record, photos)
+    keys = [str(p) for p in photos]
+    features = np.stack([found[k] for k in keys])
+    log_probs = caption_log_probs(model, features, [vocab.encode(written[k]) for k in keys])
+    assert (log_probs.argmax(axis=1) == np.arange(len(photos))).all(), log_probs

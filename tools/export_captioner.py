@@ -26,7 +26,7 @@ Flickr8k (Hodosh, Young and Hockenmaier, 2013) is licensed for research and teac
 model, which was trained on its captions. No photo or caption of Flickr8k is in this folder; the vocabulary is
 the words of its train captions seen at least {min_count} times.
 
-Scored on Flickr8k's official test split ({images} photos, beam width {beam_width}): BLEU-1..4 {bleu1:.3f} /
+Scored on Flickr8k's official test split ({images:,} photos, beam width {beam_width}): BLEU-1..4 {bleu1:.3f} /
 {bleu2:.3f} / {bleu3:.3f} / {bleu4:.3f}, CIDEr-D {cider:.3f}. Exported {date} by tools/export_captioner.py.
 """
 
