@@ -175,6 +175,7 @@ def _quiet(*args, **kwargs) -> None:
     """A `log` that prints nothing."""
 
 
+@pytest.mark.slow
 def test_the_real_benchmark_runs_every_stage_on_the_fixture(tmp_path):
     """`python -m bench --real` on the first 8 images of each fixture split, tiny: every stage in its own process,
     every model scored on dev and test at every width, results.json, results.md and the gallery."""

@@ -22,7 +22,8 @@ from helpers.vocabulary import PAD_ID, RESERVED, Vocabulary
 from helpers.workspace import Workspace
 
 SIZE = 71  # small: fast (the offline default encoder, MobileNetV2 with its ImageNet weights, at 71 px)
-pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+pytestmark = [pytest.mark.slow,  # a minute or more in all: scheduled early (conftest.py)
+              pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")]
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

@@ -21,7 +21,7 @@ import pytest
 
 from helpers.fixture_layouts import write_fixture_layout
 
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 

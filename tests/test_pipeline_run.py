@@ -67,6 +67,7 @@ def test_caption_an_image_file(run, tmp_path):
     assert list(captioned["failed"]) == [str(tmp_path / "notes.txt")]
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(run):
     """The same seed gives the same model: two trainings of 3 epochs, the same losses and the same captions."""
     work, _ = run

@@ -35,7 +35,8 @@ from helpers.workspace import Workspace
 
 SIZE = 71  # Xception's smallest input: fast
 TRAIN = ["--image-size", str(SIZE), "--units", "16", "--epochs", "2"]
-pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+pytestmark = [pytest.mark.slow,  # a minute or more in all: scheduled early (conftest.py)
+              pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")]
 
 
 def hashes(folder: Path) -> dict[str, str]:
