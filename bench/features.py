@@ -92,8 +92,8 @@ def measure_encoder(name: str, paths: list[Path], folder: Path, course_images: i
                     batch_size: int) -> dict:
     """One encoder, both ways, on the same files: the course's batched cache and `predict` per image."""
     from helpers.encoders import build_encoder
-    from helpers.extraction import extract_features
     from helpers.images import load_image
+    from helpers.machinery.extraction import extract_features
 
     weights = ENCODERS[name]
     encoder = build_encoder(name, weights)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers.cleaning import clean_caption
-from helpers.layouts.flickr8k import SPLIT_FILES, read_kaggle_captions, read_token_captions
-from helpers.paths import official_splits_dir
+from helpers.machinery.layouts.flickr8k import SPLIT_FILES, read_kaggle_captions, read_token_captions
+from helpers.machinery.paths import official_splits_dir
 from helpers.vocabulary import Vocabulary
 
 MIN_COUNTS = (1, 2, 5, 10)

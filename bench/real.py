@@ -1,8 +1,9 @@
 """The whole course on a real Flickr8k folder: `python -m bench --real DIR [--out FOLDER]`.
 
-Runs the course's own stages on the photos (`helpers.prepare.prepare`, `helpers.pipeline.extract`, `train` and
-`evaluate`, `helpers.fine_tune.fine_tune`, `Workspace.copy_model`), each in a process of its own that reports its
-time and peak memory (VmHWM), all in one results folder (default bench/results/real/):
+Runs the course's own stages on the photos (`helpers.machinery.prepare.prepare`,
+`helpers.machinery.pipeline.extract`, `train` and `evaluate`, `helpers.machinery.fine_tune_stage.fine_tune`,
+`Workspace.copy_model`), each in a process of its own that reports its time and peak memory (VmHWM), all in one
+results folder (default bench/results/real/):
 
     work/       the work folder: captions, vocabulary, feature caches, models and their evaluations
     store/      the feature store (COURSE_FEATURE_STORE): the grid pass gives the pooled vectors too
@@ -39,11 +40,11 @@ from pathlib import Path
 
 from bench import report
 from bench.measured import ROOT, run_worker, usage
-from helpers import pipeline
 from helpers.encoders import AUTO
 from helpers.evaluation import tokens
-from helpers.files import write_json
-from helpers.workspace import Workspace
+from helpers.machinery import pipeline
+from helpers.machinery.files import write_json
+from helpers.machinery.workspace import Workspace
 
 WIDTHS = (1, 3, 5)
 CHOSEN = "dev-chosen"  # a model's figures at the width of its best dev CIDEr-D
@@ -131,9 +132,9 @@ def limited_view(data: Path, folder: Path, limit: int) -> Path:
     The split lists are written anew; every other file or folder is a link to the original, so no photo or caption
     is copied.
     """
-    from helpers.dataset import load_dataset
     from helpers.errors import SettingError
-    from helpers.layouts.flickr8k import SPLIT_FILES
+    from helpers.machinery.dataset import load_dataset
+    from helpers.machinery.layouts.flickr8k import SPLIT_FILES
 
     dataset = load_dataset(data)
     if dataset.layout not in ("kaggle", "original"):
@@ -157,7 +158,7 @@ def limited_view(data: Path, folder: Path, limit: int) -> Path:
 
 
 def _prepare(settings: Settings) -> dict:
-    from helpers.prepare import prepare
+    from helpers.machinery.prepare import prepare
 
     data = Path(settings.data)
     if settings.limit is not None:
@@ -222,7 +223,7 @@ def _frozen(settings: Settings) -> dict:
 
 def _fine_tune(settings: Settings) -> dict:
     """The base merge model trained on end to end, the encoder's last block unfrozen, for the same budget."""
-    from helpers.fine_tune import fine_tune
+    from helpers.machinery.fine_tune_stage import fine_tune
 
     name, work = f"{settings.base}_fine_tuned", settings.work
     _clear_evaluations(work, name)

@@ -2,10 +2,10 @@
 
 import sys
 
-from helpers.quiet import quiet_tensorflow
+from helpers.machinery.quiet import quiet_tensorflow
 
 quiet_tensorflow()  # before anything imports TensorFlow
 
-from helpers.cli import main  # noqa: E402  (after the quieting, before TensorFlow is imported)
+from helpers.machinery.cli import main  # noqa: E402  (after the quieting, before TensorFlow is imported)
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""How captions are cleaned: every rule in one place.
+"""How captions are cleaned: every rule in one place (notebook 01).
 
 1. Accented letters are folded to ASCII ("café" -> "cafe").
 2. Everything is lower-cased.

@@ -1,5 +1,5 @@
-"""The pretrained CNN encoders the course can use, and how each is built: Xception (the course's encoder on
-Flickr8k), MobileNetV2 (ImageNet weights that ship with the course: the offline default), VGG16, ResNet50,
+"""The pretrained CNN encoders the course can use (notebook 03), and how each is built: Xception (the course's
+encoder on Flickr8k), MobileNetV2 (ImageNet weights that ship with the course: the offline default), VGG16, ResNet50,
 InceptionV3. Notebook 03 teaches them.
 
     encoder = build_encoder("xception", weights="imagenet")        # image batch (B, 299, 299, 3) -> (B, 2048)

@@ -1,4 +1,5 @@
-"""The course's own errors: one family, so that the command line turns each into one line that says what to do.
+"""The course's own errors, raised by the lessons' code and the machinery alike: one family, so that the command
+line turns each into one line that says what to do.
 
 Everything a learner can cause and fix (a missing folder, a damaged file, a refused argument, files of two
 different runs) raises a `CourseError` whose message names the file and the fix. A bug in the course raises

@@ -1,5 +1,5 @@
-"""BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline (like for like: `like_for_like`), and how
-repetitive captions are.
+"""Notebook 06's measures: BLEU-1..4 with nltk's corpus_bleu, the human agreement baseline (like for like:
+`like_for_like`), and how repetitive captions are.
 
 Optionally (`pip install "captioning-course-helpers[eval]"`, which brings pycocoevalcap): CIDEr-D, and METEOR
 where Java is installed. Both score the course's own cleaned tokens, not the COCO PTBTokenizer (which needs Java).

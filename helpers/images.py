@@ -1,4 +1,4 @@
-"""Read one image file as a CNN encoder expects it: decoded, upright, RGB, resized, preprocessed.
+"""Read one image file as a CNN encoder expects it: decoded, upright, RGB, resized, preprocessed (notebook 03).
 
 Any file Pillow can open works (JPEG, PNG of any mode, 16-bit, transparent, EXIF-rotated); anything else raises
 an `ImageError` that says which file and why, so one bad photo never stops a run over thousands.

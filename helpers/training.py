@@ -1,4 +1,5 @@
-"""Train a captioning decoder with teacher forcing: whole captions, batched by length, checkpointed atomically.
+"""Train a captioning decoder with teacher forcing: whole captions, batched by length, the best epoch kept
+(notebook 05).
 
     train_ds = make_dataset(train_captions, features, vocab, batch_size=64)
     history = train_model(model, train_ds, dev_ds, epochs=30, checkpoint_path=work.path("model.keras"))
@@ -7,12 +8,13 @@ Features stay where they are (a FeatureSet reads them from the cache on disk): e
 needs, so even the 3 GB of Flickr8k's attention grids pass through a few batches' worth of memory.
 
 On a GPU with tensor cores (compute capability 7.0 or more: V100, Colab's T4, A100, ...) the course trains in
-mixed precision (`precision_policy`, Keras' "mixed_float16"): layers compute in float16 and keep their weights in
-float32, which halves the memory of the activations (larger batches fit) and runs the matrix products on the tensor
-cores, which are built for float16. The image's standardisation, the next-word layer (the logits) and the loss stay
-in float32, and Keras scales the loss so that small gradients do not vanish in float16. On the CPU nothing changes:
-float32 throughout, as before (float16 is no faster there). A model trained either way loads, captions and resumes
-on any machine (resumed on another kind of device, the optimizer's running averages start again).
+mixed precision (Keras' "mixed_float16", chosen by `helpers.machinery.device.precision_policy`): layers compute
+in float16 and keep their weights in float32, which halves the memory of the activations (larger batches fit) and
+runs the matrix products on the tensor cores, which are built for float16. The image's standardisation, the
+next-word layer (the logits) and the loss stay in float32, and Keras scales the loss so that small gradients do not
+vanish in float16. On the CPU nothing changes: float32 throughout, as before (float16 is no faster there). A model
+trained either way loads, captions and resumes on any machine (resumed on another kind of device, the optimizer's
+running averages start again).
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import device
 from helpers.errors import SettingError, WorkFolderError, check_at_least
-from helpers.feature_cache import FeatureSet
-from helpers.files import replacing
 from helpers.vocabulary import PAD_ID, Vocabulary
 
 
@@ -38,16 +37,6 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-MIXED = "mixed_float16"  # Keras' policy: compute in float16, weights in float32
-FULL = "float32"
-
-
-def precision_policy(gpus: Sequence[device.Gpu] | None = None) -> str:
-    """The Keras dtype policy to train in: "mixed_float16" where every GPU TensorFlow uses has tensor cores (compute
-    capability 7.0 or more), else "float32" (the CPU, and older GPUs, compute float16 no faster)."""
-    gpus = device.gpus(ask_tensorflow=True) if gpus is None else gpus
-    fast = [gpu for gpu in gpus if gpu.compute_capability is not None and gpu.compute_capability >= device.TENSOR_CORES]
-    return MIXED if gpus and len(fast) == len(gpus) else FULL
 
 
 @contextlib.contextmanager
@@ -127,7 +116,6 @@ def make_dataset(
     FeatureSet (or any mapping key -> array); each batch reads its images' rows from it.
     """
     check_at_least("batch_size", batch_size)
-    features = features if isinstance(features, FeatureSet) else FeatureSet.from_arrays(features)
     images, inputs, targets = teacher_forcing_arrays(captions, vocab)
     keys = list(dict.fromkeys(images))
     missing = [k for k in keys if k not in features]
@@ -137,11 +125,17 @@ def make_dataset(
     row_of = {key: row for row, key in enumerate(keys)}
     rows = np.array([row_of[image] for image in images], dtype="int32")
     lengths = (inputs != PAD_ID).sum(axis=1).astype("int32")
-    stored = np.dtype(features.meta.get("dtype", "float32"))
-    row_shape = features.row_shape
+    if hasattr(features, "stack"):  # a FeatureSet: the rows stay on disk in their own dtype (grids in float16)
+        stored, row_shape = np.dtype(features.meta.get("dtype", "float32")), features.row_shape
+    else:  # any mapping key -> array, in memory
+        first = np.asarray(features[keys[0]])
+        stored, row_shape = first.dtype, first.shape
 
     def gather(batch_rows: np.ndarray) -> np.ndarray:
-        return features.stack([keys[i] for i in batch_rows], dtype=stored)
+        batch_keys = [keys[i] for i in batch_rows]
+        if hasattr(features, "stack"):
+            return features.stack(batch_keys, dtype=stored)
+        return np.stack([np.asarray(features[k], dtype=stored) for k in batch_keys])
 
     dataset = tf.data.Dataset.from_tensor_slices((rows, inputs, targets, lengths))
     if shuffle:
@@ -171,39 +165,29 @@ def make_dataset(
     return dataset.with_options(options)
 
 
-SAVED_BYTES_PER_VARIABLE = 2048  # what a saved model adds to each variable's numbers: HDF5's records, the config
-
-
-def saved_size(model: keras.Model) -> int:
-    """About how many bytes saving `model` writes: its variables and, once compiled, its optimizer's (a fixture
-    model measured 1.4 KB more per variable than its numbers, at 16 units and at 256)."""
-    optimizer = getattr(model, "optimizer", None)
-    variables = [*model.variables, *(optimizer.variables if optimizer is not None else [])]
-    numbers = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
-    return numbers + SAVED_BYTES_PER_VARIABLE * len(variables)
-
-
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever the monitored dev figure improves (the dev loss by default): to a temporary file
-    first, then renamed over the checkpoint.
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever the monitored dev figure improves (the dev loss by default), with `save(model, path)`
+    (Keras' `model.save` unless told otherwise). After each save `on_save(epoch, value)` is called (the course
+    records its progress there).
 
     Keras' own ModelCheckpoint writes the checkpoint in place, so a crash or a full disk during the save leaves
-    a broken model; here the checkpoint is always a complete model, the old one or the new one. After each save
-    `on_save(epoch, value)` is called (the course records its progress there).
+    a broken model. The course's stages pass a `save` that writes a temporary file first and then renames it over
+    the checkpoint (`helpers.machinery.files.save_model`): the checkpoint is always a complete model, the old one or
+    the new one.
     """
 
     def __init__(self, path: Path, best: float | None = None, on_save: Callable[[int, float], None] | None = None,
-                 monitor: str = "val_loss"):
+                 monitor: str = "val_loss", save: Callable[[keras.Model, Path], None] | None = None):
         super().__init__()
         self.path, self.best, self.on_save, self.monitor = Path(path), best, on_save, monitor
+        self.save = save or (lambda model, path: model.save(path))
         self.sign = 1.0 if monitor == "val_loss" else -1.0  # a loss falls, a score rises
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = float((logs or {}).get(self.monitor, self.sign * np.inf))
         if self.best is None or self.sign * value < self.sign * self.best:
             self.best = value
-            with replacing(self.path, suffix=".keras", needed=saved_size(self.model)) as tmp:
-                self.model.save(tmp)
+            self.save(self.model, self.path)
             if self.on_save is not None:
                 self.on_save(epoch + 1, value)
 
@@ -243,13 +227,15 @@ def train_model(
     on_save: Callable[[int, float], None] | None = None,
     monitor: str = "val_loss",
     score: Callable[[keras.Model], float] | None = None,
+    save: Callable[[keras.Model, Path], None] | None = None,
 ) -> dict[str, list[float]]:
     """Fit with early stopping on the dev loss, keeping the best model in `checkpoint_path` (a `.keras` file).
 
     On return the model holds the best weights seen. With `resume=True`, start from the checkpoint's weights and
     only overwrite it with a better dev figure; otherwise an existing checkpoint is replaced at the first epoch.
-    Returns the history: {"loss": [...], "val_loss": [...]}, one value per epoch. If training is interrupted
-    (Ctrl-C, a killed process), the checkpoint holds the best epoch finished, complete.
+    Returns the history: {"loss": [...], "val_loss": [...]}, one value per epoch. `save(model, path)` writes each
+    checkpoint (`BestCheckpoint`); with the course's atomic one, an interrupted training (Ctrl-C, a killed process,
+    a full disk) leaves the best epoch finished, complete.
     With `score` (a model -> dev figure, higher is better, such as the CIDEr-D of its greedy dev captions), early
     stopping and the checkpoint watch that figure instead, logged every epoch as `monitor`.
     """
@@ -258,6 +244,7 @@ def train_model(
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.suffix != ".keras":
         raise SettingError(f"The checkpoint must be a .keras file, got {checkpoint_path}")
+    checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     best = None
     if resume:
         if not checkpoint_path.is_file():
@@ -268,7 +255,7 @@ def train_model(
         *([DevScore(monitor, score)] if score else []),  # first: the others read its figure in the logs
         keras.callbacks.EarlyStopping(monitor=monitor, mode="min" if score is None else "max", patience=patience,
                                       restore_best_weights=True, verbose=0 if verbose == 0 else 1),
-        AtomicCheckpoint(checkpoint_path, best, on_save, monitor),
+        BestCheckpoint(checkpoint_path, best, on_save, monitor, save),
         *callbacks,  # after the checkpoint: an epoch is saved before they see its end
     ]
     history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,

@@ -1,4 +1,5 @@
-"""The way many popular Flickr8k tutorials train and caption, kept only to compare with the course's way.
+"""The way many popular Flickr8k tutorials train and caption, kept only to compare with the course's way
+(notebooks 04 and 05).
 
 - Training: every prefix of every caption is one example, left-padded to a fixed length, with the next word as
   a one-hot vector (`progressive_examples`), fed to a model whose LSTM returns only its last step

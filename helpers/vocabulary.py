@@ -1,4 +1,4 @@
-"""Word <-> id mapping built on the train captions, with reserved tokens no real word can take.
+"""Word <-> id mapping built on the train captions, with reserved tokens no real word can take (notebook 02).
 
 Reserved tokens contain angle brackets, which `clean_caption` never leaves in a caption, so they
 cannot collide with real words (real Flickr8k captions contain "start" and "end").
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.errors import SettingError, WorkFolderError
-from helpers.files import fingerprint, write_json
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 RESERVED = (PAD, UNK, START, END)
@@ -80,22 +79,13 @@ class Vocabulary:
         words = [w for caption in captions for w in caption.split()]
         return sum(w not in self._index for w in words) / max(len(words), 1)
 
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of the word list and max_length: two vocabularies with equal ids have equal fingerprints."""
-        return fingerprint(self.as_json())
-
     def as_json(self) -> dict:
-        """What `save` writes."""
+        """What vocab.json holds (JSON, never pickle: `prepare` writes it, atomically)."""
         return {"words": list(self.words), "max_length": self.max_length}
-
-    def save(self, path: str | Path) -> None:
-        """Write as JSON (never pickle), atomically."""
-        write_json(path, self.as_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Read a vocabulary written by `save`."""
+        """Read a vocabulary's JSON file (`as_json`)."""
         path = Path(path)
         if not path.is_file():
             raise WorkFolderError(f"No vocabulary at {path}: run `python -m helpers prepare` (or notebook 02) first.")

@@ -151,7 +151,7 @@ def test_flickr8k_text_figures_from_a_captions_file(tmp_path):
     """The figures the course quotes about Flickr8k's captions, computed by the course's own code (on a small file
     written like the real ones: the real file cannot ship)."""
     from bench import flickr8k_text
-    from helpers.paths import official_splits_dir
+    from helpers.machinery.paths import official_splits_dir
 
     train = (official_splits_dir() / "Flickr_8k.trainImages.txt").read_text().split()[:3]
     dev = (official_splits_dir() / "Flickr_8k.devImages.txt").read_text().split()[:1]
@@ -180,7 +180,7 @@ def test_the_real_benchmark_runs_every_stage_on_the_fixture(tmp_path):
     """`python -m bench --real` on the first 8 images of each fixture split, tiny: every stage in its own process,
     every model scored on dev and test at every width, results.json, results.md and the gallery."""
     from bench import real
-    from helpers.paths import fixture_dir
+    from helpers.machinery.paths import fixture_dir
 
     settings = real.Settings(str(fixture_dir()), str(tmp_path / "real"), image_size=64, seeds=(0,), epochs=1,
                              fine_tune_epochs=1, limit=8, units=16, meteor=False)
@@ -220,7 +220,7 @@ def test_the_real_benchmark_runs_every_stage_on_the_fixture(tmp_path):
 
 def test_a_limited_view_links_the_original_layout_and_writes_short_split_lists(original_dir, tmp_path):
     from bench.real import limited_view
-    from helpers.dataset import load_dataset
+    from helpers.machinery.dataset import load_dataset
 
     view = limited_view(original_dir, tmp_path / "view", 1)
     assert (view / "Flickr8k_text" / "Flickr8k.token.txt").is_symlink() and (view / "Flicker8k_Dataset").is_symlink()

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from helpers.cli import main
+from helpers.machinery.cli import main
 from helpers.vocabulary import Vocabulary
 
 
@@ -42,7 +42,7 @@ def test_python_dash_m_helpers_is_the_entry_point(kaggle_dir, tmp_path):
 
 
 def test_fixture_subcommand_regenerates_the_shipped_fixture(tmp_path, capsys):
-    from helpers.paths import fixture_dir
+    from helpers.machinery.paths import fixture_dir
 
     assert main(["fixture", str(tmp_path)]) == 0
     for name in ("captions.txt", "scenes.json"):
@@ -54,8 +54,8 @@ def test_every_option_says_what_it_does_and_its_default(capsys):
     import argparse
     import re
 
-    from helpers.cli import _parser
-    from helpers.paths import fixture_dir
+    from helpers.machinery.cli import _parser
+    from helpers.machinery.paths import fixture_dir
 
     commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert {"prepare", "features", "train", "evaluate", "caption", "run", "fixture"} <= set(commands)

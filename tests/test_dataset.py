@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from helpers.dataset import detect_layout, load_dataset
 from helpers.errors import DatasetError
-from helpers.layouts.flickr8k import read_kaggle_captions
+from helpers.machinery.dataset import detect_layout, load_dataset
+from helpers.machinery.layouts.flickr8k import read_kaggle_captions
 from tests.conftest import CAPTIONS, write_image
 
 
@@ -72,7 +72,7 @@ def test_kaggle_without_split_files_uses_the_official_lists(kaggle_dir):
 
 
 def test_official_split_lists_ship_with_the_course():
-    from helpers.paths import official_splits_dir
+    from helpers.machinery.paths import official_splits_dir
 
     lists = {s: (official_splits_dir() / f"Flickr_8k.{s}Images.txt").read_text().split()
              for s in ("train", "dev", "test")}
@@ -110,8 +110,8 @@ def test_captions_without_images(kaggle_dir):
 
 
 def test_fixture_in_both_layouts_cleans_identically(tmp_path):
-    from helpers.fixture_layouts import write_fixture_layout
-    from helpers.paths import fixture_dir
+    from helpers.machinery.fixture_layouts import write_fixture_layout
+    from helpers.machinery.paths import fixture_dir
 
     kaggle = load_dataset(fixture_dir())
     original = load_dataset(write_fixture_layout("original", tmp_path / "original"))

@@ -11,7 +11,8 @@ from helpers.decoders import DECODERS, decoder_spec
 from helpers.decoders.attention import location_stats
 from helpers.decoding import Sampling, check_beam_width, decode
 from helpers.errors import SettingError
-from helpers.training import MIXED, precision
+from helpers.machinery.device import MIXED
+from helpers.training import precision
 from helpers.tutorial_baselines import predict_loop_ids
 from helpers.vocabulary import END_ID, PAD_ID, RESERVED, START_ID, Vocabulary
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib.figure
 import pytest
 
-from helpers import cli, pipeline
-from helpers.demo import CaptionDemo, caption_line
 from helpers.errors import SettingError, WorkFolderError
-from helpers.paths import fixture_dir
-from helpers.workspace import Workspace
+from helpers.machinery import cli, pipeline
+from helpers.machinery.demo import CaptionDemo, caption_line
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.workspace import Workspace
 from tests import browser
 
 SIZE = "71"  # Xception's smallest input: fast

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import cli, device, find_data, pipeline
 from helpers.decoders import DECODERS
 from helpers.decoders.attention import location_stats
-from helpers.device import Gpu, device_line
-from helpers.training import FULL, MIXED, precision, precision_policy
-from helpers.workspace import Workspace
+from helpers.machinery import cli, device, find_data, pipeline
+from helpers.machinery.device import FULL, MIXED, Gpu, device_line, precision_policy
+from helpers.machinery.workspace import Workspace
+from helpers.training import precision
 
 T4 = Gpu("Tesla T4", (7, 5))
 COLAB_CPU = ("Device: CPU only (2 cores): this Colab runtime has no GPU. For one, choose Runtime > Change runtime "

@@ -58,11 +58,11 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from helpers import pipeline
+    from helpers.machinery import pipeline
     from helpers.decoding import decode
-    from helpers.prepare import prepare
+    from helpers.machinery.prepare import prepare
     from helpers.training import make_dataset
-    from helpers.workspace import Workspace
+    from helpers.machinery.workspace import Workspace
 
     work = Workspace(sys.argv[1])
     prepare(work)

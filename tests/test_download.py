@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import find_data
-from helpers.dataset import load_dataset
-from helpers.download import download_flickr8k
 from helpers.errors import DatasetError
-from helpers.fixture_layouts import write_fixture_layout
+from helpers.machinery import find_data
+from helpers.machinery.dataset import load_dataset
+from helpers.machinery.download import download_flickr8k
+from helpers.machinery.fixture_layouts import write_fixture_layout
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,6 @@ def test_kagglehub_comes_first_when_installed(tmp_path, monkeypatch):
 def test_data_flickr8k_downloads_when_no_copy_is_found(tmp_path, monkeypatch):
     monkeypatch.setattr(find_data, "flickr8k_candidates", lambda: [tmp_path / "nothing"])
     downloaded = write_fixture_layout("kaggle", tmp_path / "downloaded", every=20)
-    monkeypatch.setattr("helpers.download.download_flickr8k", lambda: downloaded)
+    monkeypatch.setattr("helpers.machinery.download.download_flickr8k", lambda: downloaded)
     assert find_data.resolve_data("flickr8k") == (downloaded, False)
     assert find_data.resolve_data("auto")[1] is True  # "auto" never downloads: the fixture

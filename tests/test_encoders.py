@@ -122,6 +122,6 @@ def test_weights_from_a_local_file(tmp_path):
 
 
 def test_importing_the_encoder_registry_does_not_import_tensorflow():
-    code = ("import sys, helpers.encoders, helpers.images, helpers.feature_cache; "
+    code = ("import sys, helpers.encoders, helpers.images, helpers.machinery.feature_cache; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

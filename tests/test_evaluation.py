@@ -156,7 +156,7 @@ def test_meteor_scores_each_corpus_on_its_own():
 
 
 def test_the_printed_evaluation_says_what_each_column_compares(capsys):
-    from helpers.cli import _print_evaluation
+    from helpers.machinery.cli import _print_evaluation
 
     hypotheses = ["a dog runs on a lawn", "a man on a red bike"]
     scores = like_for_like(FIVE, {"model": hypotheses, "floor": ["a dog"] * 2})

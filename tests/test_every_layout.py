@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from helpers import cli
-from helpers.dataset import load_dataset
-from helpers.fixture_layouts import MISSING_IMAGE, WRITERS, write_fixture_layout
-from helpers.paths import fixture_dir, is_fixture_folder
+from helpers.machinery import cli
+from helpers.machinery.dataset import load_dataset
+from helpers.machinery.fixture_layouts import MISSING_IMAGE, WRITERS, write_fixture_layout
+from helpers.machinery.paths import fixture_dir, is_fixture_folder
 
 
 @pytest.mark.parametrize("layout", sorted(WRITERS))

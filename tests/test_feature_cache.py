@@ -13,10 +13,10 @@ from PIL import Image
 
 from helpers.encoders import build_encoder
 from helpers.errors import SettingError, WorkFolderError
-from helpers.extraction import extract_features
-from helpers.feature_cache import CacheSetting, DamagedCacheError, FeatureSet, read_cache
 from helpers.images import load_image
-from helpers.progress import progress_bar
+from helpers.machinery.extraction import extract_features
+from helpers.machinery.feature_cache import CacheSetting, DamagedCacheError, FeatureSet, read_cache
+from helpers.machinery.progress import progress_bar
 
 SIZE = 71
 FEATURE_DIM = 2048
@@ -284,7 +284,7 @@ def test_one_pass_gives_vectors_and_grids_and_the_store_shares_them(tmp_path, mo
     pixels = np.stack([load_image(images[k], SIZE) for k in sorted(images)])
     expected = np.asarray(grid.predict_on_batch(pixels), dtype="float32")
     np.testing.assert_allclose(vectors.stack(sorted(images)), expected.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr("helpers.extraction.shared_encoder", lambda *a: NoEncoder())
+    monkeypatch.setattr("helpers.machinery.extraction.shared_encoder", lambda *a: NoEncoder())
     again = extract_features(images, tmp_path / "b" / "vectors", image_size=SIZE, progress=False, store=store)
     np.testing.assert_array_equal(again.stack(sorted(images)), vectors.stack(sorted(images)))
     grids = extract_features(images, tmp_path / "b" / "grids", image_size=SIZE, pooling="none", progress=False,

@@ -3,9 +3,9 @@ import datetime
 import matplotlib
 import pytest
 
-from helpers import figures
-from helpers.figures import plot_history
-from helpers.notebook import running_interactively, upload_box
+from helpers.machinery import figures
+from helpers.machinery.figures import plot_history
+from helpers.machinery.notebook import running_interactively, upload_box
 
 matplotlib.use("Agg")
 

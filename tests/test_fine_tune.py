@@ -10,16 +10,17 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cli, fine_tune, pipeline
+from helpers import fine_tune
 from helpers.encoders import ENCODERS, build_encoder, encoder_spec
 from helpers.errors import SettingError
-from helpers.feature_cache import read_cache
-from helpers.files import file_sha1
 from helpers.images import load_image
-from helpers.paths import fixture_dir
+from helpers.machinery import cli, fine_tune_stage, pipeline
+from helpers.machinery.feature_cache import read_cache
+from helpers.machinery.files import file_sha1
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.workspace import Workspace
 from helpers.training import set_seed
 from helpers.vocabulary import PAD_ID, RESERVED, Vocabulary
-from helpers.workspace import Workspace
 
 SIZE = 71  # small: fast (the offline default encoder, MobileNetV2 with its ImageNet weights, at 71 px)
 pytestmark = [pytest.mark.slow,  # a minute or more in all: scheduled early (conftest.py)
@@ -126,7 +127,7 @@ def test_refused_choices_say_what_to_do(tmp_path, capsys):
 
 def test_a_fine_tuned_model_is_not_fine_tuned_again(tuned):
     with pytest.raises(SettingError, match="is fine-tuned already"):
-        fine_tune.fine_tune(tuned)
+        fine_tune_stage.fine_tune(tuned)
 
 
 def test_fine_tuning_into_another_name_leaves_stage_one_as_it_was(tuned):
@@ -136,7 +137,7 @@ def test_fine_tuning_into_another_name_leaves_stage_one_as_it_was(tuned):
     before = {path: path.read_bytes() for path in (frozen.keras, frozen.record, frozen.history)}
     stale = tuned.root / "copy_encoder_0123456789.weights.h5"  # what an earlier run of the same cell left
     stale.write_bytes(b"an earlier fine-tuning's encoder")
-    fine_tune.fine_tune(tuned, "frozen", epochs=1, save_as="copy", verbose=0)
+    fine_tune_stage.fine_tune(tuned, "frozen", epochs=1, save_as="copy", verbose=0)
     assert {path: path.read_bytes() for path in before} == before
     record = json.loads(tuned.model("copy").record.read_text())
     history = json.loads(tuned.model("copy").history.read_text())

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from helpers.cleaning import clean_caption
-from helpers.dataset import load_dataset
-from helpers.fixture import (
+from helpers.machinery.dataset import load_dataset
+from helpers.machinery.fixture import (
     COLOURS,
     GROUNDS,
     MISTAKE_KINDS,
@@ -28,8 +28,8 @@ from helpers.fixture import (
     render,
     scene_record,
 )
-from helpers.layouts.flickr8k import SPLIT_FILES
-from helpers.paths import fixture_dir, is_fixture_folder
+from helpers.machinery.layouts.flickr8k import SPLIT_FILES
+from helpers.machinery.paths import fixture_dir, is_fixture_folder
 from helpers.vocabulary import Vocabulary
 
 FIXTURE = fixture_dir()

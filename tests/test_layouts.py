@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import main
-from helpers.dataset import detect_layout, load_dataset
 from helpers.errors import DatasetError
+from helpers.machinery.cli import main
+from helpers.machinery.dataset import detect_layout, load_dataset
 from tests.conftest import CAPTIONS, token_rows, write_image
 
 # The same captions as the Flickr8k fixtures, with the split Karpathy's JSON gives them below.

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from helpers import cli, decoding, fine_tune, pipeline, training
+from helpers import decoding, training
 from helpers.errors import CourseError, OutOfMemoryError
-from helpers.files import stage
+from helpers.machinery import cli, fine_tune_stage, pipeline
+from helpers.machinery.files import stage
 
 SIZE = "71"  # small pictures: fast
 TRAIN = ["--image-size", SIZE, "--units", "16", "--epochs", "2"]
@@ -96,7 +97,7 @@ def test_training_out_of_memory_says_to_use_smaller_batches_or_a_coarser_grid(wo
 
 
 def test_fine_tuning_out_of_memory_says_to_take_fewer_pictures_a_step(work, monkeypatch, capsys):
-    monkeypatch.setattr(fine_tune, "train_model", raises(tf.errors.ResourceExhaustedError(None, None, OOM)))
+    monkeypatch.setattr(fine_tune_stage, "train_model", raises(tf.errors.ResourceExhaustedError(None, None, OOM)))
     assert out_of_memory(capsys, "train", "--fine-tune", "--out", str(work), *TRAIN[:-1], "1") == (
         f"error: `python -m helpers train --fine-tune` ran out of memory ({SAID}): fine-tune on fewer pictures a step "
         "(--fine-tune-batch-size 8; 16 by default) or with a smaller encoder (--encoder mobilenet_v2, for both "

@@ -17,7 +17,7 @@ import pytest
 
 from bench.scale import BUDGET_MB, FLICKR8K_IMAGES, extrapolate
 from helpers.decoders.attention import location_stats
-from helpers.feature_cache import CacheSetting, append_to_cache, open_cache, read_cache
+from helpers.machinery.feature_cache import CacheSetting, append_to_cache, open_cache, read_cache
 from helpers.training import make_dataset
 from helpers.vocabulary import Vocabulary
 

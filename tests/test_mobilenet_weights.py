@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli
 from helpers.encoders import (
     ENCODERS,
     SHIPPED_WEIGHTS_DIR,
@@ -26,7 +25,8 @@ from helpers.encoders import (
     size_note,
 )
 from helpers.errors import WeightsError
-from helpers.paths import data_dir, fixture_dir
+from helpers.machinery import cli
+from helpers.machinery.paths import data_dir, fixture_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TFLITE = ROOT / "tests" / "data" / "mobilenet_v2_1.0_224_quant.tflite"

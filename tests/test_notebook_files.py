@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from ipykernel.ipkernel import IPythonKernel
 
-from helpers.notebook import read_repository, repository
+from helpers.machinery.notebook import read_repository, repository
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -98,7 +98,7 @@ def test_colab_cell_is_the_same_in_every_notebook():
 
 
 def test_the_drive_cell_follows_the_install_cell_as_the_readme_shows_it(notebook):
-    """On Colab the work is kept on Google Drive before anything reads the work folder (helpers.notebook)."""
+    """On Colab the work is kept on Google Drive before anything reads the work folder (helpers.machinery.notebook)."""
     path, nb = notebook
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     drive = code[1]
@@ -176,8 +176,8 @@ def test_notebook_links_point_at_existing_notebooks():
 def copy_course(tmp_path: Path) -> Path:
     """The files set_repository.py touches, copied into a scratch course folder."""
     root = tmp_path / "course"
-    (root / "helpers").mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "helpers/notebook.py"):
+    (root / "helpers" / "machinery").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "helpers/machinery/notebook.py"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     if (ROOT / "docs").is_dir():
@@ -195,8 +195,9 @@ def test_set_repository_rewrites_every_copy(tmp_path):
     result = set_repository(root, new)
     assert result.returncode == 0, result.stderr
     assert read_repository(root / "pyproject.toml") == new
-    assert f'FALLBACK_REPOSITORY = "{new}"' in (root / "helpers" / "notebook.py").read_text(encoding="utf-8")
-    for path in [root / "README.md", root / "helpers" / "notebook.py", *(root / "notebooks").glob("*.ipynb")]:
+    fallback = root / "helpers" / "machinery" / "notebook.py"
+    assert f'FALLBACK_REPOSITORY = "{new}"' in fallback.read_text(encoding="utf-8")
+    for path in [root / "README.md", fallback, *(root / "notebooks").glob("*.ipynb")]:
         assert old not in path.read_text(encoding="utf-8"), f"{path.name} still names {old}"
     for path in sorted((root / "notebooks").glob("*.ipynb")):
         nb = read(path)
@@ -208,7 +209,8 @@ def test_set_repository_rewrites_every_copy(tmp_path):
 
     back = set_repository(root, old)  # and back: the files are as they were
     assert back.returncode == 0, back.stderr
-    for name in ["pyproject.toml", "README.md", "helpers/notebook.py", *(f"notebooks/{p.name}" for p in NOTEBOOKS)]:
+    for name in ["pyproject.toml", "README.md", "helpers/machinery/notebook.py",
+                 *(f"notebooks/{p.name}" for p in NOTEBOOKS)]:
         assert (root / name).read_bytes() == (ROOT / name).read_bytes(), name
 
 

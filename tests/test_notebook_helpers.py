@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import device, find_data, notebook
 from helpers.errors import DatasetError, WorkFolderError
-from helpers.find_data import resolve_data
-from helpers.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, notebook_workspace, repository
-from helpers.paths import fixture_dir
-from helpers.workspace import Workspace
+from helpers.machinery import device, find_data, notebook
+from helpers.machinery.find_data import resolve_data
+from helpers.machinery.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, notebook_workspace, repository
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_FIXTURE = fixture_dir()
@@ -135,7 +135,8 @@ def test_banner_on_colab_without_a_gpu_says_how_to_get_one(isolated, kaggle_dir,
 def test_banner_names_the_gpu_without_importing_tensorflow(tmp_path):
     (tmp_path / "0000:00:04.0").mkdir()
     (tmp_path / "0000:00:04.0" / "information").write_text("Model: \t\t Tesla T4\n", encoding="utf-8")
-    code = ("import sys, helpers.device as d, helpers.notebook as n, helpers.find_data as f; "
+    code = ("import sys, helpers.machinery.device as d, helpers.machinery.notebook as n, "
+            "helpers.machinery.find_data as f; "
             f"d.NVIDIA_DRIVER = d.Path({str(tmp_path)!r}); n.banner(*f.resolve_data('fixture')); "
             "print('tensorflow' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
@@ -176,7 +177,8 @@ def test_setup_seeds_and_prints_versions(capsys):
 
 
 def test_importing_and_setup_do_not_import_tensorflow():
-    code = ("import sys, helpers.notebook as n, helpers.find_data as f, helpers.figures; n.setup(0); "
+    code = ("import sys, helpers.machinery.notebook as n, helpers.machinery.find_data as f, helpers.machinery.figures; "
+            "n.setup(0); "
             "n.banner(*f.resolve_data('fixture')); "
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -187,7 +189,7 @@ def test_repository_is_the_pyproject_setting():
     tomllib = pytest.importorskip("tomllib")
     setting = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["course"]["repository"]
     assert repository() == setting
-    assert setting == FALLBACK_REPOSITORY, "run tools/set_repository.py to bring helpers/notebook.py in line"
+    assert setting == FALLBACK_REPOSITORY, "run tools/set_repository.py to bring helpers/machinery/notebook.py in line"
 
 
 def test_repository_falls_back_without_pyproject(tmp_path, monkeypatch):

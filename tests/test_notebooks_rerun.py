@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.fixture_layouts import write_fixture_layout
+from helpers.machinery.fixture_layouts import write_fixture_layout
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 nbformat = pytest.importorskip("nbformat")

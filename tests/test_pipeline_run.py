@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.paths import fixture_dir
+from helpers.machinery.paths import fixture_dir
 
 SMALL = ("--image-size", "71", "--units", "128")
 

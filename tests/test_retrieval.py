@@ -12,13 +12,14 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cli, retrieval
+from helpers import retrieval
 from helpers.decoders import DECODERS, decoder_spec
 from helpers.decoders.attention import location_stats
 from helpers.errors import SettingError
-from helpers.paths import fixture_dir
+from helpers.machinery import cli, search_stage
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.workspace import Workspace
 from helpers.vocabulary import RESERVED, Vocabulary
-from helpers.workspace import Workspace
 
 SIZE = 71  # Xception's smallest input: fast
 FEATURE_DIM, GRID = 8, 2
@@ -127,12 +128,12 @@ def work(tmp_path_factory) -> Workspace:
 
 @pytest.fixture(scope="module")
 def scores(work) -> dict:
-    return retrieval.retrieval_scores(work)
+    return search_stage.retrieval_scores(work)
 
 
 def test_log_prob_ranking_beats_random(scores, capsys):
     with capsys.disabled():
-        print("\n" + retrieval.retrieval_table(scores))
+        print("\n" + search_stage.retrieval_table(scores))
     assert scores["images"] == 60 and scores["queries"] == 300 and scores["literature"] is None
     random = scores["random"]
     for ranking in ("log-prob", "overlap", "first caption"):
@@ -147,7 +148,7 @@ def test_search_ranks_images_of_the_scene_above_the_median(work):
     scenes = json.loads((fixture_dir() / "scenes.json").read_text(encoding="utf-8"))["images"]
     test = {key: scene for key, scene in scenes.items() if scene["split"] == "test"}
     for colour, shape, ground in [("green", "ball", "snow"), ("red", "box", "grass"), ("yellow", "cone", "sand")]:
-        result = retrieval.search(work, f"a {colour} {shape} on the {ground}", top=len(test))
+        result = search_stage.search(work, f"a {colour} {shape} on the {ground}", top=len(test))
         order = [os.path.basename(r["image"]) for r in result["results"]]
         assert sorted(order) == sorted(test)
         matching = [rank for rank, key in enumerate(order, start=1) if test[key]["ground"] == ground
@@ -165,17 +166,17 @@ def test_a_folder_is_encoded_once(work, tmp_path):
         shutil.copy2(path, folder)
     (folder / "broken.jpg").write_text("not a picture")
     files = sorted(folder.iterdir())
-    first = retrieval.search(work, "a dog on the grass", files, top=3)
+    first = search_stage.search(work, "a dog on the grass", files, top=3)
     assert first["features_from_cache"] is False and first["images"] == 6
     assert list(first["failed"]) == [str(folder / "broken.jpg")]
     [cache] = work.path("search").glob("*.npz")
     index = next(work.path("photos").glob("*/index.json"))
     before = cache.stat().st_mtime_ns, index.stat().st_mtime_ns
-    second = retrieval.search(work, "a dog on the grass", files, top=3)
+    second = search_stage.search(work, "a dog on the grass", files, top=3)
     assert second["features_from_cache"] is True and second["results"] == first["results"]
     assert (cache.stat().st_mtime_ns, index.stat().st_mtime_ns) == before  # nothing encoded, nothing written
     os.utime(files[0], ns=(files[0].stat().st_atime_ns, files[0].stat().st_mtime_ns + 10**9))
-    assert retrieval.search(work, "a dog on the grass", files, top=3)["features_from_cache"] is False
+    assert search_stage.search(work, "a dog on the grass", files, top=3)["features_from_cache"] is False
 
 
 def test_the_command_line_searches_and_scores(work, scores, capsys):

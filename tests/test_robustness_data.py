@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.dataset import DOWNLOAD_HELP, detect_layout, load_dataset
 from helpers.errors import DatasetError
-from helpers.extraction import extract_features
-from helpers.feature_cache import read_cache
-from helpers.prepare import prepare
-from helpers.workspace import Workspace
+from helpers.machinery.dataset import DOWNLOAD_HELP, detect_layout, load_dataset
+from helpers.machinery.extraction import extract_features
+from helpers.machinery.feature_cache import read_cache
+from helpers.machinery.prepare import prepare
+from helpers.machinery.workspace import Workspace
 from tests.conftest import CAPTIONS, SPLITS, write_image, write_splits
 
 SIZE = 71
@@ -142,8 +142,8 @@ def test_every_quirk_at_once_is_loaded_or_reported_row_by_row(kaggle_dir):
 
 
 def test_captions_that_all_clean_to_nothing_give_a_clear_error(kaggle_dir, tmp_path):
-    from helpers.prepare import prepare
-    from helpers.workspace import Workspace
+    from helpers.machinery.prepare import prepare
+    from helpers.machinery.workspace import Workspace
 
     with (kaggle_dir / "captions.txt").open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["image", "caption"], ["1000_aaa.jpg", "!!!"], ["2000_bbb.jpg", "42"]])
@@ -213,7 +213,7 @@ def test_odd_images_get_features_and_bad_ones_are_listed_with_reasons(tmp_path, 
 def test_killed_while_saving_leaves_the_last_complete_cache(tmp_path, monkeypatch):
     """Ctrl-C in the middle of writing a part of the cache: the index still names only complete rows, nothing
     half-written is left behind, and a rerun ends with exactly the features of a clean run."""
-    from helpers import feature_cache
+    from helpers.machinery import feature_cache
 
     folder = tmp_path / "photos"
     folder.mkdir()

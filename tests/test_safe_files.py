@@ -52,7 +52,8 @@ def findings(pattern: re.Pattern, paths: list[Path]) -> list[str]:
 
 def test_the_scan_sees_the_course_files():
     names = {p.relative_to(ROOT).as_posix() for p in course_files()}
-    assert {"helpers/feature_cache.py", "helpers/pipeline.py", "notebooks/01_data_cleaning.ipynb"} <= names
+    assert {"helpers/machinery/feature_cache.py", "helpers/machinery/pipeline.py",
+            "notebooks/01_data_cleaning.ipynb"} <= names
 
 
 def test_no_pickle_and_no_unsafe_model_loading():
@@ -95,7 +96,7 @@ def test_comments_and_markdown_may_explain_why_not(tmp_path):
 
 
 def test_models_load_in_safe_mode():
-    from helpers import pipeline
+    from helpers.machinery import pipeline
 
     source = Path(pipeline.__file__).read_text(encoding="utf-8")
     calls = re.findall(r"load_model\((.*)", source)

@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cli, pipeline, shipped_captioner
 from helpers.decoding import decode
 from helpers.errors import WorkFolderError
-from helpers.paths import fixture_dir
-from helpers.pipeline import load_trained, trained_features
-from helpers.shipped_captioner import RECORD, VOCABULARY, load_shipped
+from helpers.machinery import cli, pipeline, shipped_captioner
+from helpers.machinery.demo import CaptionDemo
+from helpers.machinery.files import write_json
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.pipeline import load_trained, trained_features
+from helpers.machinery.shipped_captioner import RECORD, VOCABULARY, load_shipped
+from helpers.machinery.workspace import Workspace
 from helpers.vocabulary import Vocabulary
-from helpers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
@@ -59,7 +61,7 @@ def test_a_vocabulary_of_another_model_is_refused(exported, tmp_path):
     _, folder = exported
     for name in (RECORD, VOCABULARY, "captioner.weights.h5"):
         (tmp_path / name).write_bytes((folder / name).read_bytes())
-    Vocabulary(("<pad>", "<unk>", "<start>", "<end>", "other"), 5).save(tmp_path / VOCABULARY)
+    write_json(tmp_path / VOCABULARY, Vocabulary(("<pad>", "<unk>", "<start>", "<end>", "other"), 5).as_json())
     with pytest.raises(WorkFolderError, match="is not the vocabulary"):
         load_shipped(tmp_path)
 
@@ -82,6 +84,15 @@ def test_a_work_folders_own_model_comes_first(exported, monkeypatch, capsys):
     model, _, config = pipeline.load_captioner(work)
     assert "ships with the course" not in capsys.readouterr().out and "fingerprints" in config
     assert "captions" in config["fingerprints"]  # the work folder's record, not the shipped one
+    about = CaptionDemo(work).about()
+    assert f"Model `{work.model('model').keras}`:" in about and "ships with the course" not in about
+
+
+def test_the_demo_names_the_shipped_captioner_where_it_answers(exported, tmp_path, monkeypatch):
+    _, folder = exported
+    monkeypatch.setattr(shipped_captioner, "SHIPPED_DIR", folder)
+    about = CaptionDemo(Workspace(tmp_path / "empty")).about()
+    assert about.startswith(f"Model `{folder / shipped_captioner.WEIGHTS}` (the captioner that ships with the course")
 
 
 def test_without_a_shipped_captioner_demo_says_what_to_run(tmp_path, monkeypatch, capsys):

@@ -6,16 +6,17 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cli, pipeline
 from helpers.decoders.merge import build_merge_model
 from helpers.decoding import decode
 from helpers.errors import SettingError, WorkFolderError
 from helpers.evaluation import bleu_scores
-from helpers.feature_cache import FeatureSet
+from helpers.machinery import cli, pipeline
+from helpers.machinery.feature_cache import FeatureSet
+from helpers.machinery.files import save_model
+from helpers.machinery.workspace import Workspace
 from helpers.training import make_dataset, set_seed, teacher_forcing_arrays, train_model
 from helpers.tutorial_baselines import count_progressive_examples, progressive_bytes, progressive_examples
 from helpers.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
-from helpers.workspace import Workspace
 
 FEATURE_DIM = 8
 
@@ -181,7 +182,8 @@ def test_the_checkpoint_on_disk_is_never_half_written(captions, vocab, features,
             if checkpoint.exists():
                 seen.append(keras.models.load_model(checkpoint, safe_mode=True).count_params())
 
-    train_model(model, train, dev, epochs=3, checkpoint_path=checkpoint, verbose=0, callbacks=[Reader()])
+    train_model(model, train, dev, epochs=3, checkpoint_path=checkpoint, verbose=0, callbacks=[Reader()],
+                save=save_model)
     assert seen and set(seen) == {model.count_params()}
     good = checkpoint.read_bytes()
 
@@ -195,7 +197,8 @@ def test_the_checkpoint_on_disk_is_never_half_written(captions, vocab, features,
 
     monkeypatch.setattr(keras.Model, "save", save_half_then_fail)
     with pytest.raises(OSError, match="No space left"):
-        train_model(tiny_model(vocab, features, seed=5), train, dev, epochs=1, checkpoint_path=checkpoint, verbose=0)
+        train_model(tiny_model(vocab, features, seed=5), train, dev, epochs=1, checkpoint_path=checkpoint, verbose=0,
+                    save=save_model)
     assert checkpoint.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary file left behind
 

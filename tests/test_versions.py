@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers.errors import VersionError
-from helpers.versions import MINIMUM, UPGRADE, check_versions, installed_versions, release
+from helpers.machinery.versions import MINIMUM, UPGRADE, check_versions, installed_versions, release
 
 
 def test_the_minimum_is_the_declared_floor():

@@ -25,13 +25,14 @@ import keras
 import pytest
 from PIL import Image
 
-from helpers import cli, pipeline
 from helpers.errors import WorkFolderError
-from helpers.fixture_layouts import write_fixture_layout
-from helpers.paths import fixture_dir
-from helpers.prepare import PREPARED, save_vocabulary
+from helpers.machinery import cli, pipeline
+from helpers.machinery.files import write_json
+from helpers.machinery.fixture_layouts import write_fixture_layout
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.prepare import PREPARED, save_vocabulary
+from helpers.machinery.workspace import Workspace
 from helpers.vocabulary import Vocabulary
-from helpers.workspace import Workspace
 
 SIZE = 71  # Xception's smallest input: fast
 TRAIN = ["--image-size", str(SIZE), "--units", "16", "--epochs", "2"]
@@ -164,7 +165,7 @@ def test_prepare_writes_its_three_files_together(work, kaggle_dir, monkeypatch, 
         {k: before[k] for k in ("captions.json", "vocab.json", "dataset.json")}
     assert not [p for p in work.iterdir() if p.name.startswith(".")]
 
-    from helpers import files
+    from helpers.machinery import files
 
     real_replace = os.replace
     def fail_at_vocab(src, dst):
@@ -180,7 +181,7 @@ def test_prepare_writes_its_three_files_together(work, kaggle_dir, monkeypatch, 
 
 
 def pipeline_prepare(work: Path, **options):
-    from helpers.prepare import prepare
+    from helpers.machinery.prepare import prepare
 
     return prepare(Workspace(work), **options)
 
@@ -211,7 +212,7 @@ def test_a_prepare_stopped_by_a_full_disk_while_archiving_leaves_no_archive_fold
         Path(target).write_bytes(Path(source).read_bytes()[:100])
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr("helpers.prepare.shutil.copy2", full)
+    monkeypatch.setattr("helpers.machinery.prepare.shutil.copy2", full)
     message = refused(capsys, "prepare", "--min-count", "2", "--out", str(work))
     assert_full_disk(message, "prepare", work, "captions.json", 2 * size)  # the new files, and the copies
     assert not (work / "archive").exists() and hashes(work) == before and not dot_files(work)
@@ -219,7 +220,7 @@ def test_a_prepare_stopped_by_a_full_disk_while_archiving_leaves_no_archive_fold
 
 def test_a_cache_part_cut_short_by_a_full_disk_leaves_the_cache_as_it_was(work, capsys, monkeypatch):
     """NumPy reports a short write with its own OSError, without errno: `N requested and M written`."""
-    from helpers import feature_cache
+    from helpers.machinery import feature_cache
 
     before = hashes(work)
     sizes = []
@@ -280,7 +281,7 @@ KILLED_WHILE_SAVING = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import keras
-    from helpers import cli
+    from helpers.machinery import cli
 
     def killed_while_saving(self, path, *args, **kwargs):
         Path(path).write_bytes(b"PK\\x03\\x04 the first bytes of a model")
@@ -324,7 +325,8 @@ def test_a_model_on_disk_is_never_seen_half_written(trained_folder, tmp_path):
 def test_a_vocabulary_replaced_by_hand_is_refused(work, capsys):
     before = hashes(work)
     vocab = Vocabulary.load(work / "vocab.json")
-    Vocabulary(vocab.words[:4] + tuple(reversed(vocab.words[4:])), vocab.max_length).save(work / "vocab.json")
+    reordered = Vocabulary(vocab.words[:4] + tuple(reversed(vocab.words[4:])), vocab.max_length)
+    write_json(work / "vocab.json", reordered.as_json())
     message = refused(capsys, "evaluate", "--out", str(work))
     assert "vocab.json" in message and "do not match dataset.json" in message and "helpers prepare" in message
     assert {k: v for k, v in hashes(work).items() if k != "vocab.json"} == \
@@ -403,7 +405,8 @@ def test_resume_refuses_a_checkpoint_of_other_settings(work, capsys):
 KILLED_AFTER_EPOCH = textwrap.dedent("""
     import os, sys
     import keras
-    from helpers import cli, training
+    from helpers import training
+    from helpers.machinery import cli
 
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -453,7 +456,7 @@ def test_image_names_outside_the_images_folder_are_skipped_and_reported(kaggle_d
 
 
 def test_split_lists_are_read_one_name_a_line(kaggle_dir, tmp_path):
-    from helpers.dataset import load_dataset
+    from helpers.machinery.dataset import load_dataset
 
     Image.new("RGB", (8, 8)).save(kaggle_dir / "Images" / "my photo.jpg")
     with (kaggle_dir / "captions.txt").open("a", newline="", encoding="utf-8") as f:
@@ -648,13 +651,13 @@ def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
 
 
 def test_permission_errors_on_work_files_are_one_line(work, capsys, monkeypatch):
-    from helpers import files
+    from helpers.machinery import files
 
     def denied(path, data):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(files, "write_bytes", denied)
-    monkeypatch.setattr("helpers.workspace.write_json", lambda path, data: denied(path, data))
+    monkeypatch.setattr("helpers.machinery.workspace.write_json", lambda path, data: denied(path, data))
     assert "the folder is read-only for you" in refused(capsys, "evaluate", "--out", str(work))
 
 

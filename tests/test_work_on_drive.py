@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cli, extraction, find_data, pipeline
 from helpers.errors import WorkFolderError
-from helpers.feature_cache import read_cache
-from helpers.notebook import DRIVE_FOLDER, ensure_prepared, keep_work_on_drive, notebook_workspace
-from helpers.paths import default_work_dir, feature_store, fixture_dir
-from helpers.prepare import prepare
-from helpers.workspace import Workspace
+from helpers.machinery import cli, extraction, find_data, pipeline
+from helpers.machinery.feature_cache import read_cache
+from helpers.machinery.notebook import DRIVE_FOLDER, ensure_prepared, keep_work_on_drive, notebook_workspace
+from helpers.machinery.paths import default_work_dir, feature_store, fixture_dir
+from helpers.machinery.prepare import prepare
+from helpers.machinery.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = "71"  # small pictures: fast

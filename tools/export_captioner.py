@@ -33,9 +33,10 @@ Scored on Flickr8k's official test split ({images:,} photos, beam width {beam_wi
 
 def export(work_dir: Path, model_name: str, beam_width: int, trained_on: str, out: Path) -> list[Path]:
     """The float16 weights, the vocabulary, the record and the NOTICE of a trained model, written into `out`."""
-    from helpers.pipeline import load_trained
-    from helpers.shipped_captioner import RECORD, VOCABULARY, WEIGHTS, build_from_record
-    from helpers.workspace import Workspace
+    from helpers.machinery.files import fingerprint, write_json
+    from helpers.machinery.pipeline import load_trained
+    from helpers.machinery.shipped_captioner import RECORD, VOCABULARY, WEIGHTS, build_from_record
+    from helpers.machinery.workspace import Workspace
 
     work = Workspace(work_dir)
     model, vocab, config = load_trained(work, model_name)
@@ -49,14 +50,15 @@ def export(work_dir: Path, model_name: str, beam_width: int, trained_on: str, ou
     settings = ("decoder", "encoder", "weights", "weights_source", "image_size", "pooling", "units", "dropout",
                 "learning_rate", "grid_pool", "max_length", "seed", "best_epoch", "epochs_run")
     record = {**{key: config[key] for key in settings}, "feature_dim": int(model.input["image"].shape[-1]),
-              "vocab_size": len(vocab), "fingerprints": {"vocabulary": vocab.fingerprint}, "trained_on": trained_on,
+              "vocab_size": len(vocab), "fingerprints": {"vocabulary": fingerprint(vocab.as_json())},
+              "trained_on": trained_on,
               "min_count": work.read_json("dataset.json").get("min_count"), "scores": scores,
               "exported": datetime.date.today().isoformat()}
     out.mkdir(parents=True, exist_ok=True)
     shipped = build_from_record(record)  # the weights only: not the optimizer's state, which training kept
     shipped.set_weights(model.get_weights())
     save_float16(shipped, out / WEIGHTS)
-    vocab.save(out / VOCABULARY)
+    write_json(out / VOCABULARY, vocab.as_json())
     (out / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     (out / "NOTICE").write_text(NOTICE.format(**record, **scores, date=record["exported"]), encoding="utf-8")
     return [out / WEIGHTS, out / VOCABULARY, out / RECORD, out / "NOTICE"]

@@ -2,7 +2,7 @@
 
 Rewrites the one setting (`[tool.course] repository` in pyproject.toml) and every copy of the old
 owner/name: Colab badges and the Colab setup cell of notebooks/*.ipynb, links in README.md and docs/,
-and the fallback in helpers/notebook.py. Notebooks are edited as text, so nothing else in them changes.
+and the fallback in helpers/machinery/notebook.py. Notebooks are edited as text, so nothing else in them changes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def current(root: Path) -> str:
 
 def files_to_rewrite(root: Path) -> list[Path]:
     """Every file that may hold a copy of the owner/name."""
-    files = [root / "README.md", root / "helpers" / "notebook.py", *sorted((root / "notebooks").glob("*.ipynb")),
+    files = [root / "README.md", root / "helpers" / "machinery" / "notebook.py",
+             *sorted((root / "notebooks").glob("*.ipynb")),
              *sorted((root / "docs").glob("**/*.md"))]
     return [f for f in files if f.is_file() and ".ipynb_checkpoints" not in f.parts]
 

@@ -1,4 +1,5 @@
-"""The captioning decoders the course trains, by name: merge (the default), init-inject and soft attention.
+"""The captioning decoders the course trains, by name: merge (the default, notebook 04), init-inject (notebook 09)
+and soft attention (notebook 07).
 
 Each entry says which features it reads ("avg": one vector per image; "none": the encoder's grid of vectors),
 how to build it, and how to run it one word at a time (its `StepDecoder`).

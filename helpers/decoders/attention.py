@@ -1,4 +1,5 @@
-"""A soft-attention captioning model over the encoder's grid of feature vectors (after Show, Attend and Tell).
+"""A soft-attention captioning model over the encoder's grid of feature vectors (after Show, Attend and Tell;
+notebook 07).
 
     grid (g, g, F) -> [average p x p blocks] -> L = (g/p)^2 locations -> normalize -> dropout -> f_1..f_L
     f_1..f_L -> mean -> dense (tanh) -> the LSTM's h0, c0;      f_i -> dense (units, no bias) -> keys W_k f_i

@@ -1,4 +1,5 @@
-"""What every captioning decoder shares: the fused loss, the step interface the search runs on, the shapes probe.
+"""What every captioning decoder shares: the fused loss, the step interface the search runs on, the shapes probe
+(notebook 04).
 
 Every decoder is a Keras model `{"image": features, "caption": ids (B, T)} -> logits (B, T, V)`: unnormalised
 scores of the next word at each position. The loss applies the softmax itself (`from_logits=True`), the

@@ -1,4 +1,4 @@
-"""The "init-inject" captioning model: the image sets the LSTM's first state, and the words do the rest.
+"""The "init-inject" captioning model: the image sets the LSTM's first state, and the words do the rest (notebook 09).
 
     image (F,)   -> normalize -> dropout -> dense (tanh) -> h0, dense (tanh) -> c0 --+
     caption (T,) -> embedding (id 0 = padding) -> dropout -> LSTM (from h0, c0) ------+-> dense (relu) -> logits

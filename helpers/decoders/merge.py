@@ -1,4 +1,4 @@
-"""The "merge" captioning model: image features and the words so far -> the next word, at every step.
+"""The "merge" captioning model: image features and the words so far -> the next word, at every step (notebook 04).
 
     image (F,)    -> normalize -> dropout -> dense (relu) ----------------------+
                                                                                 add -> dense (relu) -> next-word logits

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from helpers.decoders import decoder_spec
 from helpers.errors import WorkFolderError
+from helpers.machinery.files import fingerprint
 from helpers.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import keras
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "captioner"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "captioner"  # helpers/captioner/
 WEIGHTS, VOCABULARY, RECORD = "captioner.weights.h5", "vocab.json", "captioner.json"
 
 
@@ -45,7 +46,7 @@ def _load(folder: Path) -> tuple[keras.Model, Vocabulary, dict]:
     if record is None:
         raise WorkFolderError(f"No captioner ships in {folder}: train one (`python -m helpers train`).")
     vocab = Vocabulary.load(folder / VOCABULARY)
-    if (len(vocab), vocab.fingerprint) != (record["vocab_size"], record["fingerprints"]["vocabulary"]):
+    if (len(vocab), fingerprint(vocab.as_json())) != (record["vocab_size"], record["fingerprints"]["vocabulary"]):
         raise WorkFolderError(f"{folder / VOCABULARY} is not the vocabulary {folder / RECORD} was trained with: "
                               "reinstall the course (or restore the folder with git checkout).")
     model = build_from_record(record)

@@ -14,18 +14,20 @@ import json
 import sys
 from pathlib import Path
 
-from helpers import pipeline, retrieval
+from helpers import retrieval
 from helpers.decoders import DECODERS
-from helpers.device import device_line, gpus
 from helpers.encoders import AUTO, ENCODERS
 from helpers.errors import CourseError, DiskFullError
-from helpers.files import is_disk_full
-from helpers.fine_tune import FINE_TUNE_LEARNING_RATE, fine_tune
+from helpers.fine_tune import FINE_TUNE_LEARNING_RATE
 from helpers.images import find_image_files
-from helpers.layouts.base import printable
-from helpers.paths import default_work_dir, fixture_dir
-from helpers.prepare import MIN_COUNT, prepare
-from helpers.workspace import Workspace
+from helpers.machinery import pipeline, search_stage
+from helpers.machinery.device import device_line, gpus
+from helpers.machinery.files import is_disk_full
+from helpers.machinery.fine_tune_stage import fine_tune
+from helpers.machinery.layouts.base import printable
+from helpers.machinery.paths import default_work_dir, fixture_dir
+from helpers.machinery.prepare import MIN_COUNT, prepare
+from helpers.machinery.workspace import Workspace
 
 
 def _print_prepare(summary: dict) -> None:
@@ -129,8 +131,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     if args.retrieval:
-        result = retrieval.retrieval_scores(Workspace(args.out), args.split, model_name=args.model)
-        print(retrieval.retrieval_table(result))
+        result = search_stage.retrieval_scores(Workspace(args.out), args.split, model_name=args.model)
+        print(search_stage.retrieval_table(result))
         return result
     return _evaluate_captions(args)
 
@@ -170,8 +172,8 @@ def cmd_search(args: argparse.Namespace) -> dict:
     paths, problems = find_image_files(args.images) if args.images else (None, [])
     if args.images and not paths:
         raise CourseError(f"No image to search ({'; '.join(problems)}): give image files or folders of them.")
-    result = retrieval.search(Workspace(args.out), args.query, paths, args.top, args.normalisation, args.model)
-    print(retrieval.search_table(result))
+    result = search_stage.search(Workspace(args.out), args.query, paths, args.top, args.normalisation, args.model)
+    print(search_stage.search_table(result))
     for line in problems + [f"{printable(name)}: could not be read ({why}), skipped" for name, why in
                             result["failed"].items()]:
         print(line, file=sys.stderr)
@@ -193,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> dict:
 
 
 def cmd_demo(args: argparse.Namespace) -> dict:
-    from helpers.demo import CaptionDemo, launch
+    from helpers.machinery.demo import CaptionDemo, launch
 
     try:  # before the model is loaded: seconds a learner without Gradio would wait for nothing
         import gradio  # noqa: F401
@@ -209,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> dict:
 
 
 def cmd_fixture(args: argparse.Namespace) -> dict:
-    from helpers.fixture import make_fixture
+    from helpers.machinery.fixture import make_fixture
 
     out = make_fixture(args.folder)
     print(f"Fixture written to {out}")

@@ -4,7 +4,7 @@
 
 "auto" looks in the course's data/flickr8k/, ~/flickr8k/, /content/flickr8k/ on Colab, and the newest
 kagglehub download of adityajn105/flickr8k. "flickr8k" also downloads it when none is found
-(helpers/download.py).
+(helpers/machinery/download.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from helpers.dataset import detect_layout
 from helpers.errors import DatasetError
-from helpers.paths import data_dir, fixture_dir
+from helpers.machinery.dataset import detect_layout
+from helpers.machinery.paths import data_dir, fixture_dir
 
 IN_COLAB = "google.colab" in sys.modules
 KAGGLE_DATASET = "adityajn105/flickr8k"
@@ -75,7 +75,7 @@ def resolve_data(mode: str | Path | None = None) -> tuple[Path, bool]:
     if mode.lower() in ("", "auto", "flickr8k"):
         found = find_flickr8k()
         if found is None and mode.lower() == "flickr8k":
-            from helpers.download import download_flickr8k
+            from helpers.machinery.download import download_flickr8k
 
             found = download_flickr8k()
         return (found, False) if found else (fixture_dir(), True)

@@ -2,8 +2,8 @@
 
     print(device_line())     # Device: GPU (Tesla T4).   or   Device: CPU only (2 cores).
 
-Light on purpose, like helpers/notebook.py: before TensorFlow is imported (notebooks 01-02 never import it), the
-GPUs are the NVIDIA driver's (/proc/driver/nvidia/gpus, with CUDA_VISIBLE_DEVICES applied), which TensorFlow
+Light on purpose, like helpers/machinery/notebook.py: before TensorFlow is imported (notebooks 01-02 never import
+it), the GPUs are the NVIDIA driver's (/proc/driver/nvidia/gpus, with CUDA_VISIBLE_DEVICES applied), which TensorFlow
 uses once it starts; afterwards, and wherever a stage asks for it, they are TensorFlow's own list. On Colab
 without a GPU the line says how to get one.
 """
@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import find_data
+from helpers.machinery import find_data
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/gpus")  # one folder per GPU, each with an `information` file
+MIXED = "mixed_float16"  # Keras' dtype policies: compute in float16, weights in float32
+FULL = "float32"
 TENSOR_CORES = (7, 0)  # the compute capability from which float16 runs on tensor cores (V100, T4, A100, ...)
 
 
@@ -89,3 +92,12 @@ def device_line(found: list[Gpu] | None = None, again: str = "run the notebook a
         return (f"{line}: this Colab runtime has no GPU. For one, choose Runtime > Change runtime type > T4 GPU, then "
                 f"{again} (a new runtime starts with an empty disk: keep_work_on_drive() keeps your work).")
     return f"{line}."
+
+
+def precision_policy(found: Sequence[Gpu] | None = None) -> str:
+    """The Keras dtype policy to train in (helpers/training.py explains it): "mixed_float16" where every GPU
+    TensorFlow uses has tensor cores (compute capability 7.0 or more), else "float32" (the CPU, and older GPUs,
+    compute float16 no faster)."""
+    found = gpus(ask_tensorflow=True) if found is None else found
+    fast = [gpu for gpu in found if gpu.compute_capability is not None and gpu.compute_capability >= TENSOR_CORES]
+    return MIXED if found and len(fast) == len(found) else FULL

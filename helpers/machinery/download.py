@@ -21,10 +21,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from helpers.dataset import DOWNLOAD_HELP, detect_layout
 from helpers.errors import DatasetError
-from helpers.paths import data_dir
-from helpers.progress import progress_bar
+from helpers.machinery.dataset import DOWNLOAD_HELP, detect_layout
+from helpers.machinery.paths import data_dir
+from helpers.machinery.progress import progress_bar
 
 ORIGINAL_URL = os.environ.get("COURSE_FLICKR8K_URL", "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k")
 ORIGINAL_ZIPS = {"Flickr8k_Dataset.zip": ".", "Flickr8k_text.zip": "Flickr8k_text"}  # zip -> folder it fills

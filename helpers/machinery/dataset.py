@@ -1,6 +1,6 @@
 """Load any dataset layout the course knows into one `CaptionDataset`: cleaned captions, the split, what was dropped.
 
-The layouts (helpers/layouts/) are tried in the order of `LAYOUTS`; each says whether a folder holds it and
+The layouts (helpers/machinery/layouts/) are tried in the order of `LAYOUTS`; each says whether a folder holds it and
 reads its rows. This module checks every row the same way (a safe image name, an image on disk, a caption
 left after cleaning) and reports each row it drops with its reason.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from helpers.cleaning import clean_caption
 from helpers.errors import DatasetError
-from helpers.layouts import coco, flickr8k, flickr30k
-from helpers.layouts.base import SPLITS, Found, Layout, Skipped, printable, unsafe_key
-from helpers.paths import official_splits_dir
+from helpers.machinery.layouts import coco, flickr8k, flickr30k
+from helpers.machinery.layouts.base import SPLITS, Found, Layout, Skipped, printable, unsafe_key
+from helpers.machinery.paths import official_splits_dir
 
 LAYOUTS: tuple[Layout, ...] = (*flickr8k.LAYOUTS, *flickr30k.LAYOUTS, *coco.LAYOUTS)
 DOWNLOAD_HELP = """\

@@ -15,8 +15,18 @@ import csv
 from pathlib import Path
 
 from helpers.errors import DatasetError
-from helpers.layouts.base import SPLITS, Found, Layout, LayoutRows, Row, Skipped, first_dir, read_name_list, read_text
-from helpers.paths import official_splits_dir
+from helpers.machinery.layouts.base import (
+    SPLITS,
+    Found,
+    Layout,
+    LayoutRows,
+    Row,
+    Skipped,
+    first_dir,
+    read_name_list,
+    read_text,
+)
+from helpers.machinery.paths import official_splits_dir
 
 SPLIT_FILES = {s: f"Flickr_8k.{s}Images.txt" for s in SPLITS}
 KAGGLE_IMAGE_DIRS = ("Images", "Images/Images")

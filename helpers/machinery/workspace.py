@@ -1,7 +1,7 @@
 """The work folder that each stage (and each notebook) writes and the next one reads.
 
-Every file in it is written atomically (helpers/files.py). A file that is missing says which stage writes it; a
-file that is damaged (half-copied, edited by hand) says so and which stage writes it again.
+Every file in it is written atomically (helpers/machinery/files.py). A file that is missing says which stage writes
+it; a file that is damaged (half-copied, edited by hand) says so and which stage writes it again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.errors import SettingError, WorkFolderError
-from helpers.files import replace_together, write_json
+from helpers.machinery.files import replace_together, write_json
 
 DEFAULT_MODEL = "model"
 RESERVED_NAMES = {"captions", "vocab", "dataset", "history", "index", "scenes", "encoder"}

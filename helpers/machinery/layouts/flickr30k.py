@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 from helpers.errors import DatasetError
-from helpers.layouts.base import Found, Layout, LayoutRows, Row, Skipped, first_dir, first_file, read_text
-from helpers.layouts.coco import read_karpathy
-from helpers.layouts.flickr8k import read_token_captions
+from helpers.machinery.layouts.base import Found, Layout, LayoutRows, Row, Skipped, first_dir, first_file, read_text
+from helpers.machinery.layouts.coco import read_karpathy
+from helpers.machinery.layouts.flickr8k import read_token_captions
 
 SEED = 0
 IMAGE_DIRS = ("flickr30k_images", "flickr30k_images/flickr30k_images", "flickr30k-images")

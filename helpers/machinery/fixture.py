@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from helpers.layouts.flickr8k import SPLIT_FILES
-from helpers.paths import FIXTURE_GENERATOR, FIXTURE_SCENES
+from helpers.machinery.layouts.flickr8k import SPLIT_FILES
+from helpers.machinery.paths import FIXTURE_GENERATOR, FIXTURE_SCENES
 
 SEED = 12
 SIZE = 160  # pixels: small files; the encoder reads them at its own size (299 for Xception)

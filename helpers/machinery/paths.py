@@ -8,9 +8,9 @@ from pathlib import Path
 
 from helpers.errors import DatasetError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-FIXTURE_SCENES = "scenes.json"  # what each fixture picture shows; written by helpers.fixture
-FIXTURE_GENERATOR = "helpers.fixture"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # helpers/, above this machinery folder
+FIXTURE_SCENES = "scenes.json"  # what each fixture picture shows; written by helpers.machinery.fixture
+FIXTURE_GENERATOR = "helpers.fixture"  # the mark in the fixture's scenes.json (its maker's module when it was made)
 
 
 def data_dir() -> Path:

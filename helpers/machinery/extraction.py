@@ -20,7 +20,8 @@ import numpy as np
 
 from helpers.encoders import DEFAULT_ENCODER, shared_encoder
 from helpers.errors import ImageError, SettingError, check_at_least
-from helpers.feature_cache import (
+from helpers.images import load_image, read_rgb
+from helpers.machinery.feature_cache import (
     CacheSetting,
     FeatureSet,
     append_to_cache,
@@ -28,8 +29,7 @@ from helpers.feature_cache import (
     picture_changed,
     picture_fingerprint,
 )
-from helpers.images import load_image, read_rgb
-from helpers.progress import progress_bar
+from helpers.machinery.progress import progress_bar
 
 if TYPE_CHECKING:
     import keras

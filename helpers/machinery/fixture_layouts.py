@@ -17,12 +17,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers.dataset import CaptionDataset, load_dataset
 from helpers.errors import SettingError
-from helpers.fixture import SIZE
-from helpers.layouts.base import SPLITS
-from helpers.layouts.flickr8k import SPLIT_FILES
-from helpers.paths import FIXTURE_SCENES, fixture_dir
+from helpers.machinery.dataset import CaptionDataset, load_dataset
+from helpers.machinery.fixture import SIZE
+from helpers.machinery.layouts.base import SPLITS
+from helpers.machinery.layouts.flickr8k import SPLIT_FILES
+from helpers.machinery.paths import FIXTURE_SCENES, fixture_dir
 
 # The image the real Flickr8k.token.txt gives five rows, none of which is in the image folder: one as
 # `2258277193_586949ec62.jpg.1#0`, four as `2258277193_586949ec62.jpg#1` to `#4`. A copy gets the same quirk.

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from helpers import pipeline, retrieval
 from helpers.decoding import attention_maps, check_beam_width, decode
 from helpers.errors import CourseError, SettingError
 from helpers.images import find_image_files, read_rgb
-from helpers.workspace import DEFAULT_MODEL, Workspace
+from helpers.machinery import pipeline, search_stage, shipped_captioner
+from helpers.machinery.workspace import DEFAULT_MODEL, Workspace
 
 THUMBNAIL = 320  # pixels a side of the search results' pictures
 
@@ -30,6 +30,9 @@ class CaptionDemo:
     def __init__(self, work: Workspace, model_name: str = DEFAULT_MODEL):
         self.work, self.model_name = work, model_name
         self.trained = pipeline.load_captioner(work, model_name)
+        # load_captioner's choice: the work folder's model, or (none there yet) the one that ships with the course
+        shipped = shipped_captioner.SHIPPED_DIR / shipped_captioner.WEIGHTS
+        self.model_file = work.model(model_name).keras if work.model(model_name).keras.exists() else shipped
         self.model, self.vocab, self.config = self.trained
         self.attention = self.config["pooling"] == "none"
 
@@ -52,20 +55,29 @@ class CaptionDemo:
         result["figure"] = self._attention_figure(image, decoded) if self.attention else None
         return result
 
+    def about(self) -> str:
+        """One line on the model that answers: its file, decoder, features and best epoch."""
+        record = self.config
+        shipped = " (the captioner that ships with the course: this work folder has no model yet)" \
+            if not self.model_file.is_relative_to(self.work.root) else ""
+        return (f"Model `{self.model_file}`{shipped}: the {record.get('decoder', 'merge')} decoder on "
+                f"{record['encoder']} features ({record['weights']} weights), its best epoch "
+                f"{record.get('best_epoch')} of {record.get('epochs_run')}.")
+
     def _attention_figure(self, image: str | Path, decoded):
-        from helpers.figures import plot_attention
+        from helpers.machinery.figures import plot_attention
 
         words, maps = attention_maps(decoded, 0, self.vocab)
         return plot_attention(image, words, maps)
 
     def search(self, query: str, folder: str = "", top: int = 6) -> dict:
-        """The `top` photos of `folder` (the test split's when empty) best described by `query`; see retrieval."""
+        """The `top` photos of `folder` (the test split's when empty) best described by `query`; see search_stage."""
         paths = None
         if folder.strip():
             paths, problems = find_image_files([folder.strip()])
             if not paths:
                 raise SettingError(f"No photo to search: {'; '.join(problems)}.")
-        return retrieval.search(self.work, query, paths, top, trained=self.trained)
+        return search_stage.search(self.work, query, paths, top, trained=self.trained)
 
 
 def caption_line(found: dict) -> str:
@@ -108,10 +120,7 @@ def build_app(demo: CaptionDemo):
             pictures.append((picture, f"#{r['rank']}  {r['score']:.2f}: {r['caption']}"))
         return pictures, search_notes(result)
 
-    record = demo.config
-    about = (f"Model `{demo.work.model(demo.model_name).keras}`: the {record.get('decoder', 'merge')} decoder on "
-             f"{record['encoder']} features ({record['weights']} weights), its best epoch {record.get('best_epoch')} "
-             f"of {record.get('epochs_run')}.")
+    about = demo.about()
     with gr.Blocks(title="Image captioning demo", analytics_enabled=False) as app:
         gr.Markdown(f"# Image captioning: a CNN encoder and an LSTM decoder\n{about}")
         with gr.Tab("Caption a photo"):

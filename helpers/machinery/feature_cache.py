@@ -26,7 +26,7 @@ import numpy as np
 
 from helpers.encoders import check_pooling, encoder_spec, weights_label
 from helpers.errors import WorkFolderError
-from helpers.files import file_sha1, replacing, write_json
+from helpers.machinery.files import file_sha1, replacing, write_json
 
 CACHE_FORMAT = 2
 INDEX = "index.json"

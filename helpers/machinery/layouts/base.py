@@ -1,7 +1,7 @@
 """What every dataset layout shares: the row and skip types, the `Layout` interface, and safe small readers.
 
 A layout is a name, a `detect(root)` that says whether a folder holds it (and where its images and captions
-are), and a `read(root, found)` that returns its caption rows and its split. `helpers.dataset` tries every
+are), and a `read(root, found)` that returns its caption rows and its split. `helpers.machinery.dataset` tries every
 registered layout in turn and turns the rows into a `CaptionDataset`.
 """
 

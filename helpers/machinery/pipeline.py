@@ -31,13 +31,13 @@ from helpers.evaluation import (
     novelty,
     repetition_stats,
 )
-from helpers.extraction import extract_features
-from helpers.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
-from helpers.files import file_sha1, fingerprint, stage, write_json
-from helpers.paths import feature_store, is_fixture_folder
-from helpers.prepare import load_prepared
+from helpers.machinery.extraction import extract_features
+from helpers.machinery.feature_cache import INDEX, CacheSetting, FeatureSet, picture_changed, read_cache
+from helpers.machinery.files import file_sha1, fingerprint, stage, write_json
+from helpers.machinery.paths import feature_store, is_fixture_folder
+from helpers.machinery.prepare import load_prepared
+from helpers.machinery.workspace import DEFAULT_MODEL, ModelFiles, Workspace
 from helpers.vocabulary import Vocabulary
-from helpers.workspace import DEFAULT_MODEL, ModelFiles, Workspace
 
 if TYPE_CHECKING:
     import keras
@@ -101,7 +101,7 @@ def extract(work: Workspace, encoder: str = AUTO, weights: str = AUTO, image_siz
                             store=feature_store())
 
 
-def _with_features(captions: dict[str, list[str]], features: FeatureSet) -> tuple[dict[str, list[str]], list[str]]:
+def with_features(captions: dict[str, list[str]], features: FeatureSet) -> tuple[dict[str, list[str]], list[str]]:
     """Keep the images that have features; return the keys of those that do not."""
     kept = {k: c for k, c in captions.items() if k in features}
     return kept, sorted(set(captions) - set(kept))
@@ -163,8 +163,8 @@ def train(work: Workspace, decoder: str = DEFAULT_DECODER, encoder: str = AUTO, 
     choice = encoder_choice(work, encoder, weights)
     setting = CacheSetting.of(choice.encoder, choice.weights, image_size, spec.pooling)
     features = read_cache(work.path(setting.name))
-    train_caps, missing = _with_features(captions["train"], features)
-    dev_caps, missing_dev = _with_features(captions["dev"], features)
+    train_caps, missing = with_features(captions["train"], features)
+    dev_caps, missing_dev = with_features(captions["dev"], features)
     if not train_caps or not dev_caps:
         split = "train" if not train_caps else "dev"
         raise _no_features(work.path(setting.name), features, list(captions[split]), split, choice.encoder)
@@ -205,15 +205,9 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     import keras
 
     from helpers.decoders.attention import location_stats
-    from helpers.training import (
-        make_dataset,
-        precision,
-        precision_policy,
-        set_seed,
-        strategy_for,
-        strategy_name,
-        train_model,
-    )
+    from helpers.machinery.device import precision_policy
+    from helpers.machinery.files import save_model
+    from helpers.training import make_dataset, precision, set_seed, strategy_for, strategy_name, train_model
 
     set_seed(settings["seed"])
     distribution = strategy_for(strategy)
@@ -261,7 +255,7 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     watched = "val_loss" if settings["monitor"] == "dev_loss" else f"val_{settings['monitor']}"
     started = time.perf_counter()
     train_model(model, train_ds, dev_ds, epochs=epochs, checkpoint_path=checkpoint, patience=settings["patience"],
-                verbose=verbose, resume=resume, callbacks=callbacks, monitor=watched,
+                verbose=verbose, resume=resume, callbacks=callbacks, monitor=watched, save=save_model,
                 score=None if watched == "val_loss" else _dev_score(settings["monitor"], features, dev_caps, vocab),
                 on_save=lambda epoch, value: record("training", best_epoch=len(previous.get("loss", [])) + epoch,
                                                     best_score=value,
@@ -335,7 +329,7 @@ def load_trained(work: Workspace, model_name: str = DEFAULT_MODEL, to_train: boo
             raise WorkFolderError(f"{work.path(name)} changed after {path} was trained (another `prepare`, or "
                                   f"notebook 02 with another min_count): train again ({again}), or prepare the "
                                   "data the model was trained on.")
-    from helpers.training import FULL
+    from helpers.machinery.device import FULL
 
     policy = config.get("precision", FULL)  # the dtype policy it was trained in
     try:
@@ -394,7 +388,7 @@ def evaluate(work: Workspace, split: str = "test", beam_width: int = 1, meteor: 
     check_beam_width(beam_width, vocab)
     captions = work.read_json("captions.json")
     features = trained_features(work, config, list(captions[split]))
-    references, missing = _with_features(captions[split], features)
+    references, missing = with_features(captions[split], features)
     if not references:
         raise WorkFolderError(f"No image of the {split} split has features: run `python -m helpers features` first.")
     keys = list(references)
@@ -432,7 +426,7 @@ def encode_photos(work: Workspace, config: dict, paths: list[str | Path]) -> tup
 def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[keras.Model, Vocabulary, dict]:
     """`load_trained`; where the work folder has no model yet and the default one is asked for, the captioner that
     ships with the course (saying so)."""
-    from helpers.shipped_captioner import load_shipped, shipped_note, shipped_record
+    from helpers.machinery.shipped_captioner import load_shipped, shipped_note, shipped_record
 
     record = shipped_record()
     if model_name == DEFAULT_MODEL and record is not None and not work.model(model_name).keras.exists():

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from helpers.errors import DatasetError
-from helpers.layouts.base import Found, Layout, LayoutRows, Skipped, first_dir, first_file, read_text
+from helpers.machinery.layouts.base import Found, Layout, LayoutRows, Skipped, first_dir, first_file, read_text
 
 SEED = 0
 KARPATHY_FILES = ("dataset_coco.json", "dataset_flickr30k.json", "dataset_flickr8k.json")

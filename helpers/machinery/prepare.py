@@ -13,13 +13,13 @@ import shutil
 import time
 from pathlib import Path
 
-from helpers.dataset import CaptionDataset, load_dataset, split_lists_help
 from helpers.errors import DatasetError, WorkFolderError
-from helpers.files import fingerprint, json_text, replace_together, room_for, stage
-from helpers.layouts.base import SPLITS
-from helpers.paths import fixture_dir
+from helpers.machinery.dataset import CaptionDataset, load_dataset, split_lists_help
+from helpers.machinery.files import fingerprint, json_text, replace_together, room_for, stage
+from helpers.machinery.layouts.base import SPLITS
+from helpers.machinery.paths import fixture_dir
+from helpers.machinery.workspace import Workspace
 from helpers.vocabulary import Vocabulary
-from helpers.workspace import Workspace
 
 # min_count 5 is the usual Flickr8k threshold (Show and Tell): on Flickr8k it shrinks the output layer from 7,329
 # tokens to 2,529 (bench/flickr8k_text.py computes it), the biggest speed lever in training (bench/README.md).
@@ -68,7 +68,7 @@ def prepare(work: Workspace, data_dir: str | Path | None = None, min_count: int 
     summary = summarise(data, vocab, min_count, captions)
     captions_text = json_text(captions)
     dataset = {**summary, "images_dir": str(data.images_dir.resolve()),
-               "fingerprints": {"captions": fingerprint(captions), "vocabulary": vocab.fingerprint}}
+               "fingerprints": {"captions": fingerprint(captions), "vocabulary": fingerprint(vocab.as_json())}}
     archived = []
     replace_together({work.path("captions.json"): captions_text.encode("utf-8"),
                       work.path("vocab.json"): json_text(vocab.as_json()).encode("utf-8"),
@@ -84,7 +84,7 @@ def save_vocabulary(work: Workspace, vocab: Vocabulary, min_count: int) -> Path 
     Returns the archive folder if a model trained with the old vocabulary had to move there.
     """
     dataset = work.read_json("dataset.json")
-    fingerprints = {**dataset["fingerprints"], "vocabulary": vocab.fingerprint}
+    fingerprints = {**dataset["fingerprints"], "vocabulary": fingerprint(vocab.as_json())}
     archived = []
     dataset.update(fingerprints=fingerprints, vocab_size=len(vocab), max_length=vocab.max_length, min_count=min_count)
     replace_together({work.path("vocab.json"): json_text(vocab.as_json()).encode("utf-8"),
@@ -139,7 +139,8 @@ def load_prepared(work: Workspace) -> tuple[dict, Vocabulary, dict]:
     captions, vocab, dataset = work.read_json("captions.json"), Vocabulary.load(work.require("vocab.json")), \
         work.read_json("dataset.json")
     recorded = dataset.get("fingerprints", {})
-    now = {"captions.json": ("captions", fingerprint(captions)), "vocab.json": ("vocabulary", vocab.fingerprint)}
+    now = {"captions.json": ("captions", fingerprint(captions)),
+           "vocab.json": ("vocabulary", fingerprint(vocab.as_json()))}
     changed = [name for name, (key, value) in now.items() if recorded.get(key) != value]
     if changed:
         raise WorkFolderError(f"{' and '.join(changed)} in {work.root} do not match dataset.json: they come from "

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import __version__, find_data
-from helpers.dataset import detect_layout
-from helpers.device import device_line
+from helpers import __version__
 from helpers.encoders import choose_encoder
 from helpers.errors import CourseError, DatasetError, WorkFolderError
-from helpers.find_data import IN_COLAB
-from helpers.paths import PACKAGE_DIR, data_dir, default_work_dir, feature_store, is_fixture_folder
-from helpers.workspace import Workspace
+from helpers.machinery import find_data
+from helpers.machinery.dataset import detect_layout
+from helpers.machinery.device import device_line
+from helpers.machinery.find_data import IN_COLAB
+from helpers.machinery.paths import PACKAGE_DIR, data_dir, default_work_dir, feature_store, is_fixture_folder
+from helpers.machinery.workspace import Workspace
 
 # Only used where pyproject.toml cannot be found; tools/set_repository.py rewrites it with the setting.
 FALLBACK_REPOSITORY = "captioning-course/cnn-lstm-captioning"
@@ -75,7 +76,7 @@ def _display_path(path: Path) -> str:
 
 def banner(folder: Path, is_fixture: bool) -> None:
     """Say which dataset this notebook uses and how to switch; on the fixture, which encoder and why; which device
-    TensorFlow runs on (on Colab without a GPU: how to get one). Imports no TensorFlow (`helpers.device`)."""
+    TensorFlow runs on (on Colab without a GPU: how to get one). Imports no TensorFlow (`helpers.machinery.device`)."""
     found = detect_layout(folder)
     images = sum(1 for p in found.images_dir.rglob("*") if p.is_file())
     if is_fixture:
@@ -136,7 +137,7 @@ def notebook_workspace() -> Workspace:
 
 def ensure_prepared(work: Workspace, folder: Path) -> dict:
     """Notebook 01's outputs for `folder` in `work`, running its `prepare` stage if they are missing or stale."""
-    from helpers.prepare import load_prepared, prepare
+    from helpers.machinery.prepare import load_prepared, prepare
 
     try:
         _, _, dataset = load_prepared(work)
@@ -154,7 +155,7 @@ def ensure_prepared(work: Workspace, folder: Path) -> dict:
 
 def ensure_features(work: Workspace, folder: Path, weights: str = "auto", **options):
     """Notebook 03's feature cache (or another encoder's, with `options`), extracting whatever is missing."""
-    from helpers.pipeline import extract
+    from helpers.machinery.pipeline import extract
 
     ensure_prepared(work, folder)
     return extract(work, weights=weights, **options)
@@ -164,7 +165,7 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
                    model_name: str = "model", encoder: str = "auto", **train_settings) -> dict:
     """A trained model for `folder` (notebook 05's by default), checked to fit the prepared data and the wanted
     decoder and weights; trained now if it is missing or does not fit. Returns its settings (its .json record)."""
-    from helpers.pipeline import feature_setting, load_trained, train
+    from helpers.machinery.pipeline import feature_setting, load_trained, train
 
     ensure_prepared(work, folder)
     files = work.model(model_name)

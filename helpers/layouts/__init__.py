@@ -1,1 +1,0 @@
-"""The dataset layouts the course reads, one module per family, all built on `helpers.layouts.base`."""

@@ -1,0 +1,1 @@
+"""The dataset layouts the course reads, one module per family, all built on `helpers.machinery.layouts.base`."""
