@@ -5,12 +5,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers.errors import DatasetError, WorkFolderError
 from helpers.machinery import device, find_data, notebook
 from helpers.machinery.find_data import resolve_data
-from helpers.machinery.notebook import FALLBACK_REPOSITORY, banner, ensure_prepared, notebook_workspace, repository
+from helpers.machinery.notebook import (
+    FALLBACK_REPOSITORY,
+    banner,
+    ensure_prepared,
+    notebook_workspace,
+    repository,
+    start,
+)
 from helpers.machinery.paths import fixture_dir
 from helpers.machinery.workspace import Workspace
 
@@ -115,6 +123,17 @@ def test_banner_names_the_fixture_how_to_switch_and_the_offline_encoder_once(iso
     assert "FIXTURE" in first and f"{images} small synthetic pictures" in first and 'DATA' in first
     assert "MobileNetV2 with ImageNet weights that ship with the course" in second and "Xception" in second
     assert third == "Device: CPU only (2 cores)."
+
+
+def test_start_seeds_finds_the_data_says_which_and_names_the_work_folder(isolated, no_gpu, tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+    folder, is_fixture, work = start("fixture", seed=3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (folder, is_fixture) == resolve_data("fixture") and is_fixture
+    assert work.root == tmp_path / "work"
+    assert "seed 3" in lines[0] and "FIXTURE" in lines[1] and lines[-1] == f"Work folder: {tmp_path / 'work'}"
+    assert np.random.get_state()[1][0] == np.random.RandomState(3).get_state()[1][0]  # NumPy seeded with it
 
 
 def test_banner_names_the_flickr8k_folder(isolated, kaggle_dir, no_gpu, capsys):

@@ -135,6 +135,18 @@ def notebook_workspace() -> Workspace:
     return Workspace(default_work_dir())
 
 
+def start(data: str = "auto", seed: int = 0) -> tuple[Path, bool, Workspace]:
+    """A notebook's set-up in one call: seed and versions (`setup`), the dataset (`find_data.resolve_data`) and its
+    banner, the work folder the notebooks share (printed). Returns (the dataset's folder, whether it is the
+    fixture, the work folder)."""
+    setup(seed)
+    folder, is_fixture = find_data.resolve_data(data)
+    banner(folder, is_fixture)
+    work = notebook_workspace()
+    print(f"Work folder: {work.root}")
+    return folder, is_fixture, work
+
+
 def ensure_prepared(work: Workspace, folder: Path) -> dict:
     """Notebook 01's outputs for `folder` in `work`, running its `prepare` stage if they are missing or stale."""
     from helpers.machinery.prepare import load_prepared, prepare
