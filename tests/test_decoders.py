@@ -16,6 +16,7 @@ from helpers.decoders.attention import build_attention_model, location_stats, po
 from helpers.decoders.base import describe_shapes
 from helpers.decoders.merge import build_merge_model
 from helpers.errors import SettingError
+from helpers.machinery.feature_cache import FeatureSet
 from helpers.tutorial_baselines import build_prefix_model
 from helpers.vocabulary import END_ID, PAD_ID, START_ID
 
@@ -39,12 +40,23 @@ def images_for(name, vectors, grids):
 
 
 def build(name, vectors, grids, **options) -> keras.Model:
+    """A small model of the decoder `name`, with what its registry entry learns from the train features."""
     keras.utils.set_random_seed(0)
-    images = images_for(name, vectors, grids)
-    normaliser = ({"stats": location_stats(dict(enumerate(images)))} if name == "attention"
-                  else {"train_features": images})
+    images = FeatureSet.from_arrays({str(i): image for i, image in enumerate(images_for(name, vectors, grids))})
+    learnt = decoder_spec(name).statistics(images, list(images), 1)
     return decoder_spec(name).build(VOCAB_SIZE, feature_dim=FEATURE_DIM, units=UNITS, embedding_dim=UNITS,
-                                    **normaliser, **options)
+                                    **learnt, **options)
+
+
+def test_each_decoder_learns_its_standardisation_from_the_train_features(vectors, grids):
+    vector_set = FeatureSet.from_arrays({str(i): v for i, v in enumerate(vectors)})
+    np.testing.assert_array_equal(decoder_spec("merge").statistics(vector_set, ["1", "0"])["train_features"],
+                                  vectors[[1, 0]])
+    grid_set = FeatureSet.from_arrays({str(i): g for i, g in enumerate(grids)})
+    learnt = decoder_spec("attention").statistics(grid_set, list(grid_set), 1)
+    mean, variance = learnt["stats"]
+    assert learnt["pool"] == 1 and mean.shape == variance.shape == (GRID * GRID, FEATURE_DIM)
+    np.testing.assert_allclose(mean, grids.reshape(len(grids), -1, FEATURE_DIM).mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def batch(images):

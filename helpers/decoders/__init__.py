@@ -2,7 +2,9 @@
 and soft attention (notebook 07).
 
 Each entry says which features it reads ("avg": one vector per image; "none": the encoder's grid of vectors),
-how to build it, and how to run it one word at a time (its `StepDecoder`).
+what it learns from the train features before training (`statistics`), how to build it, and how to run it one
+word at a time (its `StepDecoder`). A new decoder is its module and one entry here: the stages, the command line
+and the searches find it by name.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 
 import keras
 
-from helpers.decoders.attention import AttentionStepDecoder, build_attention_model
-from helpers.decoders.base import StepDecoder
+from helpers.decoders.attention import AttentionStepDecoder, build_attention_model, grid_statistics
+from helpers.decoders.base import StepDecoder, vector_statistics
 from helpers.decoders.inject import InjectStepDecoder, build_inject_model
 from helpers.decoders.merge import MergeStepDecoder, build_merge_model
 from helpers.errors import SettingError
@@ -28,12 +30,15 @@ class DecoderSpec:
     build: Callable[..., keras.Model]
     step_decoder: Callable[[keras.Model], StepDecoder]
     model_name: str  # the Keras model's name, by which a loaded model is recognised
+    # (features, train keys, grid_pool) -> the builder's arguments learnt from the train split (standardisation)
+    statistics: Callable[..., dict] = vector_statistics
 
 
 DECODERS = {spec.name: spec for spec in (
     DecoderSpec("merge", "avg", build_merge_model, MergeStepDecoder, "merge_captioner"),
     DecoderSpec("inject", "avg", build_inject_model, InjectStepDecoder, "inject_captioner"),
-    DecoderSpec("attention", "none", build_attention_model, AttentionStepDecoder, "attention_captioner"),
+    DecoderSpec("attention", "none", build_attention_model, AttentionStepDecoder, "attention_captioner",
+                grid_statistics),
 )}
 DEFAULT_DECODER = "merge"
 

@@ -39,6 +39,12 @@ def pool_grids(grids: np.ndarray, pool: int) -> np.ndarray:
     return grids.reshape(n, side // pool, pool, side // pool, pool, channels).mean(axis=(2, 4))
 
 
+def grid_statistics(grids, keys: Sequence[str], grid_pool: int = 1) -> dict:
+    """What the attention decoder learns from the train split before training: each location's mean and variance
+    over the train grids (`location_stats`), pooled as it will pool them."""
+    return {"stats": location_stats(grids, keys, pool=grid_pool), "pool": grid_pool}
+
+
 def location_stats(grids: Mapping[str, np.ndarray], keys: Sequence[str] | None = None,
                    chunk: int = 64, pool: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of each channel at each location (L, F) over the grids of `keys`, in one streaming pass.

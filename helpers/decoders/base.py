@@ -12,6 +12,7 @@ To write a caption the search (helpers/decoding.py) needs the model one word at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import keras
@@ -34,6 +35,12 @@ def compile_captioner(model: keras.Model, learning_rate: float) -> keras.Model:
 
 VARIANCE_FLOOR = 1e-2  # of the median variance: what standardising may divide by, at least
 FEATURE_DIM = 2048  # Xception's, where neither the train features nor feature_dim say
+
+
+def vector_statistics(features, keys: Sequence[str], grid_pool: int = 1) -> dict:
+    """What a decoder of one vector an image learns from the train split before training: the train vectors, for
+    its standardisation (`standardiser`). `features` is a FeatureSet; `grid_pool` is for grid decoders."""
+    return {"train_features": features.stack(keys)}
 
 
 def image_input(train_features: np.ndarray | None, feature_dim: int | None) -> keras.KerasTensor:

@@ -177,6 +177,7 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
                    model_name: str = "model", encoder: str = "auto", **train_settings) -> dict:
     """A trained model for `folder` (notebook 05's by default), checked to fit the prepared data and the wanted
     decoder and weights; trained now if it is missing or does not fit. Returns its settings (its .json record)."""
+    from helpers.decoders import decoder_spec
     from helpers.machinery.pipeline import feature_setting, load_trained, train
 
     ensure_prepared(work, folder)
@@ -192,8 +193,7 @@ def ensure_trained(work: Workspace, folder: Path, weights: str = "auto", decoder
     except CourseError as problem:
         reason = "it has not been trained in this work folder" if not files.keras.exists() else str(problem)
         print(f"Training {files.keras.name} now: {reason}.")
-        options = {"pooling": "none"} if decoder == "attention" else {}
-        ensure_features(work, folder, weights, encoder=encoder, **options)
+        ensure_features(work, folder, weights, encoder=encoder, pooling=decoder_spec(decoder).pooling)
         train(work, decoder=decoder, encoder=encoder, weights=weights, verbose=2, model_name=model_name,
               **train_settings)
         return load_trained(work, model_name)[2]

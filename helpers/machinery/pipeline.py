@@ -204,7 +204,6 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     """Build the decoder under the strategy, fit it, and record each checkpoint in its .json as it is saved."""
     import keras
 
-    from helpers.decoders.attention import location_stats
     from helpers.machinery.device import precision_policy
     from helpers.machinery.files import save_model
     from helpers.training import make_dataset, precision, set_seed, strategy_for, strategy_name, train_model
@@ -215,12 +214,7 @@ def _fit(work, files, spec, features, train_caps, dev_caps, vocab, settings, epo
     if resume and files.record.exists() and (before := files.read_record().get("precision", "float32")) != policy:
         print(f"Note: {files.keras} was trained in {before} and this machine trains in {policy} (another device): the "
               "weights go on from the checkpoint, the optimizer's running averages start again.")
-    train_keys = list(train_caps)
-    if spec.pooling == "avg":
-        normaliser = {"train_features": features.stack(train_keys)}
-    else:
-        normaliser = {"stats": location_stats(features, train_keys, pool=settings["grid_pool"]),
-                      "pool": settings["grid_pool"]}
+    normaliser = spec.statistics(features, list(train_caps), settings["grid_pool"])
     with distribution.scope(), precision(policy):  # variables are made once per device, kept in sync
         model = spec.build(len(vocab), feature_dim=features.row_shape[-1], units=settings["units"],
                            embedding_dim=settings["units"], dropout=settings["dropout"],
