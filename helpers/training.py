@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers.decoders.base import stack_rows
 from helpers.errors import SettingError, WorkFolderError, check_at_least
 from helpers.vocabulary import PAD_ID, Vocabulary
 
@@ -35,8 +36,6 @@ def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
 
 
 @contextlib.contextmanager
@@ -132,10 +131,7 @@ def make_dataset(
         stored, row_shape = first.dtype, first.shape
 
     def gather(batch_rows: np.ndarray) -> np.ndarray:
-        batch_keys = [keys[i] for i in batch_rows]
-        if hasattr(features, "stack"):
-            return features.stack(batch_keys, dtype=stored)
-        return np.stack([np.asarray(features[k], dtype=stored) for k in batch_keys])
+        return stack_rows(features, [keys[i] for i in batch_rows], dtype=stored)
 
     dataset = tf.data.Dataset.from_tensor_slices((rows, inputs, targets, lengths))
     if shuffle:

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from helpers.decoders.base import compile_captioner, embed, floored_variance
+from helpers.decoders.base import compile_captioner, embed, floored_variance, stack_rows
 from helpers.errors import SettingError, check_at_least
 
 
@@ -53,10 +53,9 @@ def location_stats(grids: Mapping[str, np.ndarray], keys: Sequence[str] | None =
     statistics of a 3 GB grid cache take a few megabytes. `pool` > 1: of the grids pooled as the model pools them.
     """
     keys = list(grids) if keys is None else list(keys)
-    stack = getattr(grids, "stack", None) or (lambda part, dtype: np.stack([grids[k] for k in part]))
     total = squares = None
     for start in range(0, len(keys), chunk):
-        part = stack(keys[start:start + chunk], dtype=None).astype("float64")
+        part = stack_rows(grids, keys[start:start + chunk]).astype("float64")
         if pool > 1:
             part = pool_grids(part, pool)
         flat = part.reshape(len(part), -1, part.shape[-1])  # (images, L, F)

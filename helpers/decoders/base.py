@@ -37,6 +37,14 @@ VARIANCE_FLOOR = 1e-2  # of the median variance: what standardising may divide b
 FEATURE_DIM = 2048  # Xception's, where neither the train features nor feature_dim say
 
 
+def stack_rows(features, keys: Sequence[str], dtype=None) -> np.ndarray:
+    """The features of `keys` stacked in that order: a FeatureSet's own `stack` (its rows read from the cache on
+    disk), or the arrays of any mapping key -> array; `dtype` None keeps theirs."""
+    if hasattr(features, "stack"):
+        return features.stack(keys, dtype=dtype)
+    return np.stack([np.asarray(features[key], dtype=dtype) for key in keys])
+
+
 def vector_statistics(features, keys: Sequence[str], grid_pool: int = 1) -> dict:
     """What a decoder of one vector an image learns from the train split before training: the train vectors, for
     its standardisation (`standardiser`). `features` is a FeatureSet; `grid_pool` is for grid decoders."""

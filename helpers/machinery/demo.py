@@ -29,10 +29,8 @@ class CaptionDemo:
 
     def __init__(self, work: Workspace, model_name: str = DEFAULT_MODEL):
         self.work, self.model_name = work, model_name
+        self.shipped = pipeline.shipped_answers(work, model_name) is not None  # which model load_captioner reads
         self.trained = pipeline.load_captioner(work, model_name)
-        # load_captioner's choice: the work folder's model, or (none there yet) the one that ships with the course
-        shipped = shipped_captioner.SHIPPED_DIR / shipped_captioner.WEIGHTS
-        self.model_file = work.model(model_name).keras if work.model(model_name).keras.exists() else shipped
         self.model, self.vocab, self.config = self.trained
         self.attention = self.config["pooling"] == "none"
 
@@ -58,9 +56,12 @@ class CaptionDemo:
     def about(self) -> str:
         """One line on the model that answers: its file, decoder, features and best epoch."""
         record = self.config
-        shipped = " (the captioner that ships with the course: this work folder has no model yet)" \
-            if not self.model_file.is_relative_to(self.work.root) else ""
-        return (f"Model `{self.model_file}`{shipped}: the {record.get('decoder', 'merge')} decoder on "
+        if self.shipped:
+            model = f"`{shipped_captioner.SHIPPED_DIR / shipped_captioner.WEIGHTS}` (the captioner that ships with " \
+                    "the course: this work folder has no model yet)"
+        else:
+            model = f"`{self.work.model(self.model_name).keras}`"
+        return (f"Model {model}: the {record.get('decoder', 'merge')} decoder on "
                 f"{record['encoder']} features ({record['weights']} weights), its best epoch "
                 f"{record.get('best_epoch')} of {record.get('epochs_run')}.")
 

@@ -417,13 +417,22 @@ def encode_photos(work: Workspace, config: dict, paths: list[str | Path]) -> tup
     return images, found
 
 
+def shipped_answers(work: Workspace, model_name: str = DEFAULT_MODEL) -> dict | None:
+    """The record of the captioner that ships with the course where it answers for `model_name` (the default model,
+    not trained in this work folder yet), else None: `load_captioner`'s choice."""
+    from helpers.machinery.shipped_captioner import shipped_record
+
+    if model_name != DEFAULT_MODEL or work.model(model_name).keras.exists():
+        return None
+    return shipped_record()
+
+
 def load_captioner(work: Workspace, model_name: str = DEFAULT_MODEL) -> tuple[keras.Model, Vocabulary, dict]:
     """`load_trained`; where the work folder has no model yet and the default one is asked for, the captioner that
     ships with the course (saying so)."""
-    from helpers.machinery.shipped_captioner import load_shipped, shipped_note, shipped_record
+    from helpers.machinery.shipped_captioner import load_shipped, shipped_note
 
-    record = shipped_record()
-    if model_name == DEFAULT_MODEL and record is not None and not work.model(model_name).keras.exists():
+    if (record := shipped_answers(work, model_name)) is not None:
         print(shipped_note(record))
         return load_shipped()
     return load_trained(work, model_name)
