@@ -88,6 +88,17 @@ def test_a_work_folders_own_model_comes_first(exported, monkeypatch, capsys):
     assert f"Model `{work.model('model').keras}`:" in about and "ships with the course" not in about
 
 
+def test_a_fixture_model_says_so_when_it_captions_a_photo(exported, capsys):
+    work, _ = exported
+    fixture_picture = next((fixture_dir() / "Images").glob("*.jpg"))
+    assert cli.main(["caption", "--out", str(work.root), str(fixture_picture)]) == 0
+    assert "Note:" not in capsys.readouterr().err  # its own kind of picture: nothing to say
+    assert cli.main(["caption", "--out", str(work.root), str(ROOT / "data" / "photos" / "cat.jpg")]) == 0
+    note = capsys.readouterr().err
+    assert f"Note: {work.model('model').keras} learnt only the fixture's synthetic scenes" in note
+    assert "the captioner that ships with the course" in note and "--out" in note
+
+
 def test_the_demo_names_the_shipped_captioner_where_it_answers(exported, tmp_path, monkeypatch):
     _, folder = exported
     monkeypatch.setattr(shipped_captioner, "SHIPPED_DIR", folder)

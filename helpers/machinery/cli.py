@@ -25,7 +25,7 @@ from helpers.machinery.device import device_line, gpus
 from helpers.machinery.files import is_disk_full
 from helpers.machinery.fine_tune_stage import fine_tune
 from helpers.machinery.layouts.base import printable
-from helpers.machinery.paths import default_work_dir, fixture_dir
+from helpers.machinery.paths import default_work_dir, fixture_dir, is_fixture_folder
 from helpers.machinery.prepare import MIN_COUNT, prepare
 from helpers.machinery.workspace import Workspace
 
@@ -156,16 +156,33 @@ def _evaluate_captions(args: argparse.Namespace) -> dict:
 
 def cmd_caption(args: argparse.Namespace) -> dict:
     paths, problems = find_image_files(args.images)
-    captions, failed = pipeline.caption_files(Workspace(args.out), paths, args.beam, args.model,
+    work = Workspace(args.out)
+    captions, failed = pipeline.caption_files(work, paths, args.beam, args.model,
                                               _sampling(args)) if paths else ({}, {})
     for name, caption in captions.items():
         print(f"{printable(name)}: {caption}")
+    if captions and (note := _fixture_model_note(work, args.model, list(captions))):
+        print(note, file=sys.stderr)
     for line in problems + [f"{printable(name)}: could not be read ({reason})" for name, reason in failed.items()]:
         print(line, file=sys.stderr)
     if not captions:
         raise CourseError("No image was captioned: give image files or folders of them "
                           f"(e.g. python -m helpers caption {fixture_dir() / 'Images'}).")
     return {"captions": captions, "failed": failed, "problems": problems}
+
+
+def _fixture_model_note(work: Workspace, model_name: str, captioned: list[str]) -> str | None:
+    """A note when the work folder's model learnt the fixture's synthetic scenes and captioned other pictures: it
+    describes them in the fixture's words (coloured shapes on grass, sand or snow)."""
+    if pipeline.shipped_answers(work, model_name) is not None:
+        return None
+    data = Path(work.model(model_name).read_record()["data_dir"]).resolve()
+    if not is_fixture_folder(data) or all(Path(p).resolve().is_relative_to(data) for p in captioned):
+        return None
+    return (f"Note: {work.model(model_name).keras} learnt only the fixture's synthetic scenes (coloured shapes on "
+            "grass, sand or snow), so its captions of other pictures mean little. For photos, the captioner that "
+            "ships with the course (trained on Flickr8k) answers in a work folder with no model yet: add --out and a "
+            "new folder's name.")
 
 
 def cmd_search(args: argparse.Namespace) -> dict:
